@@ -1,0 +1,179 @@
+//! The two plugin traits and the glue the export macros expand to.
+
+use std::sync::OnceLock;
+
+use crate::bindings::types;
+use crate::config::Config;
+use crate::error::Result;
+use crate::features::{Features, Layout, Output};
+use crate::metadata::{Metadata, Score};
+
+/// A scoring plugin: features in, score out. Export it with [`crate::export_scorer`].
+pub trait Scorer: Sized + Send + Sync + 'static {
+    /// Builds the plugin from its config; parse the model here. Called once per
+    /// plugin version; the state it returns is snapshotted and every call starts from it.
+    fn init(config: &Config) -> Result<Self>;
+
+    /// Declares name, version, inputs and outputs. Called once, after `init`.
+    fn metadata(&self) -> Metadata;
+
+    /// Scores one row. Called once per row, each time in a fresh instance.
+    fn score(&self, features: &Features<'_>) -> Result<Score>;
+}
+
+/// A feature-extraction plugin: event in, features out. Export it with [`crate::export_extractor`].
+pub trait Extractor: Sized + Send + Sync + 'static {
+    /// As [`Scorer::init`].
+    fn init(config: &Config) -> Result<Self>;
+
+    /// As [`Scorer::metadata`]; `outputs` lists the features `extract` sets.
+    fn metadata(&self) -> Metadata;
+
+    /// Extracts the features of one event into `out`, by output name.
+    fn extract(&self, event: &Features<'_>, out: &mut Output<'_>) -> Result<()>;
+}
+
+/// An initialised plugin with its metadata and layouts, computed once at `init`.
+pub struct Loaded<T> {
+    /// The plugin's own state.
+    pub plugin: T,
+    /// What the plugin declared.
+    pub metadata: Metadata,
+    /// Slots of the declared inputs.
+    pub inputs: Layout,
+    /// Slots of the declared outputs.
+    pub outputs: Layout,
+}
+
+impl<T> Loaded<T> {
+    /// Wraps an initialised plugin and lays out its declared fields.
+    pub fn new(plugin: T, metadata: Metadata) -> Self {
+        let inputs = Layout::new(&metadata.inputs);
+        let outputs = Layout::new(&metadata.outputs);
+        Self { plugin, metadata, inputs, outputs }
+    }
+}
+
+/// Scores one positional row with a loaded scorer.
+pub fn score_row<T: Scorer>(loaded: &Loaded<T>, row: &types::Row) -> Result<Score> {
+    loaded.plugin.score(&Features::new(row, &loaded.inputs))
+}
+
+/// Extracts one positional row with a loaded extractor.
+pub fn extract_row<T: Extractor>(loaded: &Loaded<T>, row: &types::Row) -> Result<types::Row> {
+    let mut out = Output::new(&loaded.outputs);
+    loaded.plugin.extract(&Features::new(row, &loaded.inputs), &mut out)?;
+    Ok(out.into_row())
+}
+
+/// What the export macros call. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    use super::*;
+
+    type Wit<T> = std::result::Result<T, types::PluginError>;
+
+    fn loaded<T>(cell: &OnceLock<Loaded<T>>) -> Wit<&Loaded<T>> {
+        cell.get().ok_or_else(|| types::PluginError {
+            kind: types::ErrorKind::Internal,
+            message: "plugin called before init".into(),
+        })
+    }
+
+    pub fn scorer_init<T: Scorer>(cell: &OnceLock<Loaded<T>>, config: Vec<(String, String)>) -> Wit<()> {
+        let plugin = T::init(&Config::new(config))?;
+        let metadata = plugin.metadata();
+        let _ = cell.set(Loaded::new(plugin, metadata));
+        Ok(())
+    }
+
+    pub fn extractor_init<T: Extractor>(cell: &OnceLock<Loaded<T>>, config: Vec<(String, String)>) -> Wit<()> {
+        let plugin = T::init(&Config::new(config))?;
+        let metadata = plugin.metadata();
+        let _ = cell.set(Loaded::new(plugin, metadata));
+        Ok(())
+    }
+
+    pub fn metadata<T>(cell: &OnceLock<Loaded<T>>) -> types::Metadata {
+        match cell.get() {
+            Some(l) => (&l.metadata).into(),
+            None => panic!("scorehost: describe() called before init()"),
+        }
+    }
+
+    pub fn score<T: Scorer>(cell: &OnceLock<Loaded<T>>, row: &types::Row) -> Wit<types::ScoreResult> {
+        Ok(score_row(loaded(cell)?, row)?.into())
+    }
+
+    pub fn score_batch<T: Scorer>(cell: &OnceLock<Loaded<T>>, rows: &[types::Row]) -> Vec<Wit<types::ScoreResult>> {
+        rows.iter().map(|row| score(cell, row)).collect()
+    }
+
+    pub fn extract<T: Extractor>(cell: &OnceLock<Loaded<T>>, row: &types::Row) -> Wit<types::Row> {
+        Ok(extract_row(loaded(cell)?, row)?)
+    }
+
+    pub fn extract_batch<T: Extractor>(cell: &OnceLock<Loaded<T>>, rows: &[types::Row]) -> Vec<Wit<types::Row>> {
+        rows.iter().map(|row| extract(cell, row)).collect()
+    }
+}
+
+/// Exports a [`Scorer`] as the plugin's `scorer` interface. Use it once per plugin crate.
+#[macro_export]
+macro_rules! export_scorer {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::bindings::types as __t;
+            static LOADED: ::std::sync::OnceLock<$crate::Loaded<$ty>> = ::std::sync::OnceLock::new();
+            struct Export;
+            impl $crate::bindings::scorer::exports::scorehost::plugin::scorer::Guest for Export {
+                fn init(config: __t::Config) -> ::std::result::Result<(), __t::PluginError> {
+                    $crate::__private::scorer_init::<$ty>(&LOADED, config)
+                }
+                fn describe() -> __t::Metadata {
+                    $crate::__private::metadata(&LOADED)
+                }
+                fn score(row: __t::Row) -> ::std::result::Result<__t::ScoreResult, __t::PluginError> {
+                    $crate::__private::score(&LOADED, &row)
+                }
+                fn score_batch(
+                    rows: ::std::vec::Vec<__t::Row>,
+                ) -> ::std::vec::Vec<::std::result::Result<__t::ScoreResult, __t::PluginError>> {
+                    $crate::__private::score_batch(&LOADED, &rows)
+                }
+            }
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::scorer::export_scorer_world!(Export with_types_in $crate::bindings::scorer);
+        };
+    };
+}
+
+/// Exports an [`Extractor`] as the plugin's `extractor` interface. Use it once per plugin crate.
+#[macro_export]
+macro_rules! export_extractor {
+    ($ty:ty) => {
+        const _: () = {
+            use $crate::bindings::types as __t;
+            static LOADED: ::std::sync::OnceLock<$crate::Loaded<$ty>> = ::std::sync::OnceLock::new();
+            struct Export;
+            impl $crate::bindings::extractor::exports::scorehost::plugin::extractor::Guest for Export {
+                fn init(config: __t::Config) -> ::std::result::Result<(), __t::PluginError> {
+                    $crate::__private::extractor_init::<$ty>(&LOADED, config)
+                }
+                fn describe() -> __t::Metadata {
+                    $crate::__private::metadata(&LOADED)
+                }
+                fn extract(event: __t::Row) -> ::std::result::Result<__t::Row, __t::PluginError> {
+                    $crate::__private::extract(&LOADED, &event)
+                }
+                fn extract_batch(
+                    events: ::std::vec::Vec<__t::Row>,
+                ) -> ::std::vec::Vec<::std::result::Result<__t::Row, __t::PluginError>> {
+                    $crate::__private::extract_batch(&LOADED, &events)
+                }
+            }
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::extractor::export_extractor_world!(Export with_types_in $crate::bindings::extractor);
+        };
+    };
+}

@@ -1,0 +1,63 @@
+//! The guest SDK for scorehost plugins.
+//!
+//! A plugin is a Rust `cdylib` built for `wasm32-wasip2`. It implements [`Scorer`]
+//! (features → score) or [`Extractor`] (event → features) and exports it with one
+//! macro. A complete scorer:
+//!
+//! ```
+//! use scorehost_guest::prelude::*;
+//!
+//! struct Double;
+//!
+//! impl Scorer for Double {
+//!     fn init(_config: &Config) -> Result<Self> {
+//!         Ok(Double)
+//!     }
+//!     fn metadata(&self) -> Metadata {
+//!         Metadata::new("double", "0.1.0").input(float("x").required())
+//!     }
+//!     fn score(&self, f: &Features) -> Result<Score> {
+//!         Ok(Score::new(2.0 * f.float("x")?))
+//!     }
+//! }
+//!
+//! export_scorer!(Double);
+//! ```
+//!
+//! How a plugin is called: the host runs `init` once per plugin version with the
+//! manifest's `[config]` (and the model directory readable at [`MODEL_DIR`]),
+//! snapshots the initialised memory, and runs every `score` in a fresh instance
+//! started from that snapshot. State written during a call is gone after it.
+//!
+//! [`Features`] reads inputs by name; the host passes them positionally, resolved
+//! against [`Metadata::inputs`] once at load. Accessor errors name the field:
+//! a missing required value is the caller's fault (HTTP 422); reading a field
+//! that was never declared, or with the wrong kind, is the plugin's (HTTP 500).
+//!
+//! Unit-test the logic natively with [`testing::Harness`] — no wasm needed.
+
+pub mod bindings;
+mod config;
+mod error;
+mod export;
+mod features;
+pub mod log;
+mod metadata;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use config::{Config, MODEL_DIR, read_model_file};
+pub use error::{ErrorKind, PluginError, Result};
+#[doc(hidden)]
+pub use export::__private;
+pub use export::{Extractor, Loaded, Scorer, extract_row, score_row};
+pub use features::{Features, Layout, Output, Value};
+pub use metadata::{FieldSpec, Kind, Metadata, Reason, Score, boolean, float, floats, int, text};
+
+/// Everything a plugin needs, in one import.
+pub mod prelude {
+    pub use crate::{
+        Config, Extractor, Features, Metadata, Output, PluginError, Result, Score, Scorer, Value, boolean,
+        export_extractor, export_scorer, float, floats, int, text,
+    };
+}

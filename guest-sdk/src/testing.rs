@@ -1,0 +1,198 @@
+//! A native test harness: unit-test a plugin's logic with plain `cargo test`, no wasm.
+//!
+//! The harness does what the host does — `init` with a config, `metadata`, then
+//! JSON with names → positional row against the declared inputs, with the same
+//! required and kind checks — and calls the plugin directly.
+//!
+//! ```
+//! # use scorehost_guest::prelude::*;
+//! # struct Double;
+//! # impl Scorer for Double {
+//! #     fn init(_: &Config) -> Result<Self> { Ok(Double) }
+//! #     fn metadata(&self) -> Metadata { Metadata::new("double", "0.1.0").input(float("x").required()) }
+//! #     fn score(&self, f: &Features) -> Result<Score> { Ok(Score::new(2.0 * f.float("x")?)) }
+//! # }
+//! use scorehost_guest::testing::Harness;
+//! let double = Harness::<Double>::scorer(Config::default()).unwrap();
+//! assert_eq!(double.score(&serde_json::json!({"x": 21})).unwrap().value, 42.0);
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde_json::{Map, Value as Json};
+
+use crate::bindings::types::Row;
+use crate::config::Config;
+use crate::error::{PluginError, Result};
+use crate::export::{Extractor, Loaded, Scorer, extract_row, score_row};
+use crate::features::{Layout, Value};
+use crate::metadata::{Kind, Score};
+
+static MODEL_DIR_OVERRIDE: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// The directory [`crate::read_model_file`] reads from in native tests.
+pub(crate) fn model_dir() -> Option<PathBuf> {
+    MODEL_DIR_OVERRIDE.lock().map(|g| g.clone()).unwrap_or(None)
+}
+
+/// Points [`crate::read_model_file`] at `dir` for native tests (in wasm the host
+/// mounts the manifest's model directory at `/model`).
+pub fn set_model_dir(dir: impl AsRef<Path>) {
+    if let Ok(mut g) = MODEL_DIR_OVERRIDE.lock() {
+        *g = Some(dir.as_ref().to_path_buf());
+    }
+}
+
+/// An initialised plugin under test.
+pub struct Harness<T> {
+    loaded: Loaded<T>,
+}
+
+impl<T: Scorer> Harness<T> {
+    /// Runs `init` and `metadata` of a scorer.
+    pub fn scorer(config: Config) -> Result<Self> {
+        let plugin = T::init(&config)?;
+        let metadata = plugin.metadata();
+        Ok(Self { loaded: Loaded::new(plugin, metadata) })
+    }
+
+    /// Scores a JSON object of named features, as `POST /score` would.
+    pub fn score(&self, features: &Json) -> Result<Score> {
+        score_row(&self.loaded, &self.row(features)?)
+    }
+}
+
+impl<T: Extractor> Harness<T> {
+    /// Runs `init` and `metadata` of an extractor.
+    pub fn extractor(config: Config) -> Result<Self> {
+        let plugin = T::init(&config)?;
+        let metadata = plugin.metadata();
+        Ok(Self { loaded: Loaded::new(plugin, metadata) })
+    }
+
+    /// Extracts a JSON event into named features, as `POST /extract` would.
+    pub fn extract(&self, event: &Json) -> Result<Map<String, Json>> {
+        let out = extract_row(&self.loaded, &self.row(event)?)?;
+        Ok(named(&self.loaded.outputs, &out))
+    }
+}
+
+impl<T> Harness<T> {
+    /// The initialised plugin.
+    pub fn plugin(&self) -> &T {
+        &self.loaded.plugin
+    }
+
+    /// The metadata the plugin declared.
+    pub fn metadata(&self) -> &crate::Metadata {
+        &self.loaded.metadata
+    }
+
+    /// Converts named JSON into a positional row the way the host does.
+    pub fn row(&self, json: &Json) -> Result<Row> {
+        let obj = json.as_object().ok_or_else(|| PluginError::invalid_input("input must be a JSON object"))?;
+        let layout = &self.loaded.inputs;
+        let mut row = layout.empty_row();
+        for spec in layout.specs() {
+            let value = obj.get(&spec.name).map(json_value).transpose()?.unwrap_or(Value::Null);
+            if value == Value::Null && spec.required {
+                return Err(PluginError::invalid_input(format!("field `{}` is required but missing", spec.name)));
+            }
+            let mut out = crate::features::Output::new(layout);
+            out.set(&spec.name, value).map_err(|_| {
+                PluginError::invalid_input(format!("field `{}` must be {:?}", spec.name, spec.kind))
+            })?;
+            merge(&mut row, out.into_row());
+        }
+        if self.loaded.metadata.open_inputs {
+            for (name, v) in obj.iter().filter(|(k, _)| layout.specs().iter().all(|s| &s.name != *k)) {
+                row.extra.push(crate::bindings::types::Field { name: name.clone(), value: wit_value(json_value(v)?) });
+            }
+        }
+        Ok(row)
+    }
+}
+
+fn merge(into: &mut Row, from: Row) {
+    for (i, x) in from.numbers.iter().enumerate() {
+        if !from.missing.contains(&(i as u32)) {
+            into.numbers[i] = *x;
+            into.missing.retain(|&m| m as usize != i);
+        }
+    }
+    for (slot, t) in into.texts.iter_mut().zip(from.texts) {
+        if t.is_some() {
+            *slot = t;
+        }
+    }
+    for (slot, v) in into.vectors.iter_mut().zip(from.vectors) {
+        if v.is_some() {
+            *slot = v;
+        }
+    }
+}
+
+/// JSON → value, with the mapping of the HTTP layer.
+fn json_value(v: &Json) -> Result<Value> {
+    Ok(match v {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::Text(s.clone()),
+        Json::Array(xs) => Value::Floats(
+            xs.iter()
+                .map(|x| x.as_f64().ok_or_else(|| PluginError::invalid_input("arrays must hold numbers only")))
+                .collect::<Result<_>>()?,
+        ),
+        Json::Object(_) => return Err(PluginError::invalid_input("nested objects are not feature values")),
+    })
+}
+
+fn wit_value(v: Value) -> crate::bindings::types::Value {
+    use crate::bindings::types::Value as W;
+    match v {
+        Value::Null => W::Null,
+        Value::Bool(b) => W::Boolean(b),
+        Value::Int(i) => W::Int(i),
+        Value::Float(x) => W::Float(x),
+        Value::Text(s) => W::Text(s),
+        Value::Floats(v) => W::Floats(v),
+    }
+}
+
+/// Positional output row → named JSON, the way the host answers `/extract`.
+fn named(layout: &Layout, row: &Row) -> Map<String, Json> {
+    let (mut n, mut t, mut v) = (0usize, 0usize, 0usize);
+    let mut out = Map::new();
+    for spec in layout.specs() {
+        let json = match spec.kind {
+            Kind::Text => {
+                t += 1;
+                row.texts[t - 1].clone().map_or(Json::Null, Json::String)
+            }
+            Kind::Floats => {
+                v += 1;
+                row.vectors[v - 1].clone().map_or(Json::Null, |xs| serde_json::json!(xs))
+            }
+            kind => {
+                n += 1;
+                let x = row.numbers[n - 1];
+                if row.missing.contains(&((n - 1) as u32)) {
+                    Json::Null
+                } else {
+                    match kind {
+                        Kind::Bool => Json::Bool(x != 0.0),
+                        Kind::Int => Json::from(x as i64),
+                        _ => serde_json::Number::from_f64(x).map_or(Json::Null, Json::Number),
+                    }
+                }
+            }
+        };
+        out.insert(spec.name.clone(), json);
+    }
+    out
+}

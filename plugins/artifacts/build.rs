@@ -1,0 +1,143 @@
+//! Builds every plugin crate in `plugins/` to a wasm32-wasip2 component with a
+//! nested `cargo build` (its own target dir under OUT_DIR, so it never contends
+//! with the outer build's lock), then stages one loadable plugin directory per
+//! plugin: its `plugin.toml`, its data files (model dir, golden vectors) and the
+//! component under the name the manifest declares. `src/lib.rs` exposes the
+//! staged paths as constants. No `.wasm` is ever checked in.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Every plugin crate, by directory name under `plugins/`.
+const PLUGINS: &[&str] = &[
+    "txn-features",
+    "logreg",
+    "gbdt",
+    "hostile-loop",
+    "hostile-alloc",
+    "hostile-recursion",
+    "hostile-panic",
+    "fs-probe",
+    "net-import",
+];
+
+fn main() {
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let here = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = here.join("../..").canonicalize().expect("workspace root exists");
+    for watched in ["wit", "guest-sdk", "Cargo.lock", "Cargo.toml"] {
+        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+    }
+    for p in PLUGINS {
+        println!("cargo:rerun-if-changed={}", root.join("plugins").join(p).display());
+    }
+
+    ensure_wasm_target();
+    let target_dir = out.join("wasm-target");
+    build_plugins(&root, &target_dir);
+
+    let staged = out.join("plugins");
+    let mut consts = String::new();
+    let mut all = String::new();
+    for p in PLUGINS {
+        let wasm = target_dir.join("wasm32-wasip2/plugin").join(format!("{}.wasm", p.replace('-', "_")));
+        let dir = stage(&root.join("plugins").join(p), &staged.join(p), &wasm);
+        let ident = p.to_uppercase().replace('-', "_");
+        consts.push_str(&format!(
+            "/// Staged plugin directory of `{p}` (manifest, component, data files).\n\
+             pub const {ident}: &str = {dir:?};\n\
+             /// The raw component of `{p}`, as rustc built it.\n\
+             pub const {ident}_WASM: &str = {wasm:?};\n",
+            dir = dir.display().to_string(),
+            wasm = wasm.display().to_string(),
+        ));
+        all.push_str(&format!("    ({p:?}, {ident}),\n"));
+    }
+    consts.push_str(&format!(
+        "/// Every staged plugin as (name, directory).\npub const ALL: &[(&str, &str)] = &[\n{all}];\n"
+    ));
+    consts.push_str(&format!(
+        "/// The directory holding every staged plugin directory.\npub const PLUGINS_DIR: &str = {:?};\n",
+        staged.display().to_string()
+    ));
+    fs::write(out.join("artifacts.rs"), consts).expect("write artifacts.rs");
+}
+
+/// The nested build. Wrappers and flags meant for the host build are removed:
+/// `cargo clippy` sets RUSTC_WORKSPACE_WRAPPER, which must not lint wasm here.
+fn build_plugins(root: &Path, target_dir: &Path) {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .arg("--target=wasm32-wasip2")
+        .arg("--profile=plugin")
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", target_dir);
+    for var in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    for p in PLUGINS {
+        cmd.arg("-p").arg(p);
+    }
+    let status = cmd.status().expect("run the nested cargo build of plugins/");
+    assert!(status.success(), "building the plugins in plugins/ for wasm32-wasip2 failed (see the errors above)");
+}
+
+/// rust-toolchain.toml lists wasm32-wasip2, and rustup installs it with a fresh
+/// toolchain; an older install of the same toolchain may lack it, so add it here.
+fn ensure_wasm_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.as_deref().is_some_and(Path::exists) {
+        return;
+    }
+    println!("cargo:warning=wasm32-wasip2 target missing; running `rustup target add wasm32-wasip2`");
+    let ok = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status().is_ok_and(|s| s.success());
+    assert!(ok, "the wasm32-wasip2 target is not installed and `rustup target add wasm32-wasip2` failed");
+}
+
+/// Copies the plugin's data files and component into `dest`, fresh each time.
+fn stage(src: &Path, dest: &Path, wasm: &Path) -> PathBuf {
+    let _ = fs::remove_dir_all(dest);
+    fs::create_dir_all(dest).expect("create staging dir");
+    for entry in fs::read_dir(src).expect("read plugin dir") {
+        let entry = entry.expect("plugin dir entry");
+        let name = entry.file_name();
+        if ["src", "Cargo.toml", "target", "tests", "fixtures"].iter().any(|skip| name == *skip) {
+            continue;
+        }
+        copy_tree(&entry.path(), &dest.join(&name));
+    }
+    let manifest = fs::read_to_string(src.join("plugin.toml")).expect("every plugin has a plugin.toml");
+    let manifest: toml::Table = manifest.parse().expect("plugin.toml is valid TOML");
+    let component = manifest.get("component").and_then(|c| c.as_str()).expect("plugin.toml names its component");
+    fs::copy(wasm, dest.join(component)).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
+    dest.to_path_buf()
+}
+
+fn copy_tree(src: &Path, dest: &Path) {
+    if src.is_dir() {
+        fs::create_dir_all(dest).expect("create dir");
+        for entry in fs::read_dir(src).expect("read dir") {
+            let entry = entry.expect("dir entry");
+            copy_tree(&entry.path(), &dest.join(entry.file_name()));
+        }
+    } else {
+        fs::copy(src, dest).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+}

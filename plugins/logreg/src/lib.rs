@@ -1,0 +1,141 @@
+//! # logreg — a logistic-regression scorer with signed reason codes
+//!
+//! Shows: a scorer whose model (intercept + one weight per feature) comes from a
+//! file in its model directory or from its `[config]`, parsed once in `init`;
+//! the positional fast path (`Features::numbers`) for a dense feature vector;
+//! and reason codes — the largest contributions `w_i * x_i`, signed.
+//!
+//! Config: `model_file` (a JSON file in the model dir: `{"intercept": f, "weights":
+//! {"feature": w, …}}`) *or* inline `intercept` and `weights`; `top_reasons`
+//! (default 3); `impute_missing` (default false: every feature is required; true:
+//! a missing feature contributes nothing).
+//!
+//! Run it: `cargo run -- call logreg --input '{"amount_usd_log": 6.2, "cross_border": true, …}'`
+//! (see README). Test its logic natively: `cargo test -p logreg`.
+
+use std::collections::BTreeMap;
+
+use scorehost_guest::prelude::*;
+use scorehost_guest::read_model_file;
+use serde::Deserialize;
+
+/// The model: feature names in declared order, their weights, the intercept.
+#[derive(Debug, Deserialize)]
+struct Model {
+    intercept: f64,
+    weights: BTreeMap<String, f64>,
+}
+
+/// The initialised scorer.
+pub struct LogReg {
+    names: Vec<String>,
+    weights: Vec<f64>,
+    intercept: f64,
+    top_reasons: usize,
+    impute_missing: bool,
+}
+
+impl Scorer for LogReg {
+    fn init(config: &Config) -> Result<Self> {
+        let model: Model = match config.get("model_file") {
+            Some(file) => {
+                let file = file.trim_matches('"');
+                let bytes = read_model_file(file)?;
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| PluginError::internal(format!("model file `{file}` is not a logreg model: {e}")))?
+            }
+            None => Model {
+                intercept: config.parse("intercept")?.unwrap_or(0.0),
+                weights: config.json("weights")?.ok_or_else(|| {
+                    PluginError::internal("config needs `model_file` or `weights` (a table of feature = weight)")
+                })?,
+            },
+        };
+        if model.weights.is_empty() {
+            return Err(PluginError::internal("the model has no weights"));
+        }
+        if let Some((name, w)) = model.weights.iter().find(|(_, w)| !w.is_finite()) {
+            return Err(PluginError::internal(format!("weight of `{name}` is not finite: {w}")));
+        }
+        let (names, weights) = model.weights.into_iter().unzip();
+        Ok(LogReg {
+            names,
+            weights,
+            intercept: model.intercept,
+            top_reasons: config.parse("top_reasons")?.unwrap_or(3),
+            impute_missing: config.parse("impute_missing")?.unwrap_or(false),
+        })
+    }
+
+    fn metadata(&self) -> Metadata {
+        let meta = Metadata::new("logreg", env!("CARGO_PKG_VERSION"))
+            .description("Logistic regression: probability of fraud with the top signed contributions as reasons.")
+            .output(float("probability").doc("P(fraud), in [0, 1]"));
+        self.names.iter().fold(meta, |m, name| {
+            let spec = float(name).doc("model feature (bool accepted as 0/1)");
+            m.input(if self.impute_missing { spec } else { spec.required() })
+        })
+    }
+
+    fn score(&self, f: &Features) -> Result<Score> {
+        // All inputs are floats, so numbers() is exactly the weight order.
+        let xs = f.numbers();
+        let mut contributions: Vec<(usize, f64)> = Vec::with_capacity(xs.len());
+        let mut z = self.intercept;
+        for (i, (&w, &x)) in self.weights.iter().zip(xs).enumerate() {
+            if x.is_nan() {
+                continue; // missing and imputed: contributes nothing
+            }
+            z += w * x;
+            contributions.push((i, w * x));
+        }
+        contributions.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let score = contributions
+            .iter()
+            .take(self.top_reasons)
+            .fold(Score::new(sigmoid(z)), |s, &(i, c)| s.reason(self.names[i].as_str(), c));
+        Ok(score)
+    }
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+export_scorer!(LogReg);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scorehost_guest::testing::Harness;
+    use serde_json::json;
+
+    fn inline() -> Harness<LogReg> {
+        let config = Config::new([("intercept", "-1.0"), ("weights", r#"{"a": 2.0, "b": -0.5}"#)]);
+        Harness::scorer(config).unwrap()
+    }
+
+    #[test]
+    fn probability_and_signed_reasons() {
+        let s = inline().score(&json!({"a": 1.0, "b": 4})).unwrap();
+        // z = -1 + 2 - 2 = -1
+        assert!((s.value - sigmoid(-1.0)).abs() < 1e-12);
+        assert_eq!(s.reasons[0].code, "a");
+        assert_eq!(s.reasons[0].weight, 2.0);
+        assert_eq!(s.reasons[1].weight, -2.0);
+    }
+
+    #[test]
+    fn missing_feature_is_the_callers_error() {
+        let e = inline().score(&json!({"a": 1.0})).unwrap_err();
+        assert_eq!(e.kind, scorehost_guest::ErrorKind::InvalidInput);
+        assert!(e.message.contains("`b`"), "{}", e.message);
+    }
+
+    #[test]
+    fn bundled_model_file_loads() {
+        scorehost_guest::testing::set_model_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/model"));
+        let h = Harness::<LogReg>::scorer(Config::new([("model_file", "weights.json")])).unwrap();
+        assert!(h.metadata().inputs.len() >= 5);
+    }
+}

@@ -1,0 +1,66 @@
+//! Command-line parsing and dispatch.
+
+mod call;
+mod inspect;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use scorehost::cache::ComponentCache;
+use scorehost::{PoolSize, Runtime};
+
+/// scorehost: run sandboxed ML feature and scoring plugins.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// Where compiled, initialised components are cached
+    /// [default: $SCOREHOST_CACHE_DIR, else ~/.cache/scorehost].
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Compile from scratch and write nothing to the cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one call locally under the plugin's production limits.
+    Call(call::CallArgs),
+    /// Print a plugin's world, metadata and limits.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Runs the parsed command; the exit code is 1 when the call failed.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let cache = if args.no_cache {
+        None
+    } else {
+        let dir = args.cache_dir.unwrap_or_else(ComponentCache::default_dir);
+        Some(ComponentCache::new(&dir).with_context(|| format!("creating the cache dir {}", dir.display()))?)
+    };
+    let runtime = Runtime::new(PoolSize { instances: 16 }, cache)?;
+    match args.command {
+        Command::Call(a) => call::run(&runtime, a),
+        Command::Inspect(a) => inspect::run(&runtime, a),
+    }
+}
+
+/// A plugin directory as given, or the staged directory of a bundled example.
+pub fn resolve_plugin(arg: &Path) -> anyhow::Result<PathBuf> {
+    if arg.exists() {
+        return Ok(arg.to_owned());
+    }
+    let name = arg.to_string_lossy();
+    scorehost_plugin_artifacts::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, dir)| PathBuf::from(dir))
+        .with_context(|| {
+            let names: Vec<_> = scorehost_plugin_artifacts::ALL.iter().map(|(n, _)| *n).collect();
+            format!("`{name}` is neither a plugin directory nor a bundled plugin ({})", names.join(", "))
+        })
+}

@@ -1,0 +1,103 @@
+//! The one shared wasmtime [`Engine`] and its epoch ticker.
+//!
+//! All plugins share one engine, configured once: fuel metering and epoch
+//! interruption on (every call has both budgets), the pooling allocator for
+//! fresh-per-call instances in single-digit microseconds, copy-on-write memory
+//! images so an instance starts from the plugin's initialised snapshot without
+//! copying it. One ticker thread advances the epoch every [`EPOCH_TICK`]; a
+//! call's deadline is a number of ticks.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::limits::MAX_MEMORY_MIB;
+
+/// How often the epoch advances: the resolution of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Sizing of the instance pool: how many calls may hold an instance at once.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSize {
+    /// Concurrent component instances (one per in-flight call, plus loads).
+    pub instances: u32,
+}
+
+impl Default for PoolSize {
+    fn default() -> Self {
+        Self { instances: 256 }
+    }
+}
+
+/// The shared engine plus the thread that drives its epoch.
+pub struct HostEngine {
+    engine: Engine,
+    stop: Arc<AtomicBool>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+impl HostEngine {
+    /// Builds the engine and starts the epoch ticker. Called once per process.
+    pub fn new(pool: PoolSize) -> wasmtime::Result<Arc<Self>> {
+        let engine = Engine::new(&config(pool))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            std::thread::Builder::new().name("scorehost-epoch".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?
+        };
+        Ok(Arc::new(Self { engine, stop, ticker: Some(ticker) }))
+    }
+
+    /// The engine, for compiling and instantiating.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Epoch ticks for a deadline, rounded up, plus one so a call always gets
+    /// at least its full deadline whatever the phase of the ticker.
+    pub fn deadline_ticks(deadline: Duration) -> u64 {
+        deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+    }
+}
+
+impl Drop for HostEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The engine settings. They are part of the compiled-cache key (through
+/// wasmtime's compatibility hash), so changing them invalidates the cache.
+fn config(pool: PoolSize) -> Config {
+    let mut cfg = Config::new();
+    cfg.consume_fuel(true);
+    cfg.epoch_interruption(true);
+    cfg.wasm_component_model(true);
+    cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    cfg.max_wasm_stack(512 << 10);
+
+    let n = pool.instances;
+    let mut p = PoolingAllocationConfig::default();
+    p.total_component_instances(n);
+    p.total_core_instances(n * 4);
+    p.total_memories(n * 2);
+    p.total_tables(n * 8);
+    p.max_core_instances_per_component(16);
+    p.max_memories_per_component(2);
+    p.max_tables_per_component(8);
+    p.max_tables_per_module(2);
+    p.max_memory_size((MAX_MEMORY_MIB << 20) as usize);
+    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+    cfg
+}

@@ -1,0 +1,216 @@
+//! The error taxonomy: why a call failed, and why a plugin failed to load.
+//!
+//! Every failure has a stable, machine-readable [`ErrorKind`]; tests assert the
+//! kind, never a message, and the HTTP layer maps each kind to a status in one
+//! place. Messages are for the on-call engineer: they name the plugin part, the
+//! field or the limit involved.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The stable code of a failure, as it appears in `{"error":{"kind":…}}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The call used its whole fuel budget.
+    OutOfFuel,
+    /// The call ran past its wall-clock deadline.
+    DeadlineExceeded,
+    /// The instance tried to grow its memory past its cap.
+    MemoryLimit,
+    /// The guest exhausted its wasm stack.
+    StackOverflow,
+    /// The guest trapped: a panic, an `unreachable`, a bad memory access.
+    GuestTrap,
+    /// The input was rejected, by the host (shape, kind) or by the plugin.
+    InvalidInput,
+    /// The plugin reported a failure of its own.
+    PluginError,
+    /// The plugin returned something unusable (a NaN score, a wrong-shaped row).
+    InvalidOutput,
+    /// No instance slot is free right now; retry later.
+    Overloaded,
+    /// The operation does not apply to this plugin (scoring an extractor).
+    Unsupported,
+}
+
+impl ErrorKind {
+    /// The snake_case code used in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::OutOfFuel => "out_of_fuel",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
+            ErrorKind::MemoryLimit => "memory_limit",
+            ErrorKind::StackOverflow => "stack_overflow",
+            ErrorKind::GuestTrap => "guest_trap",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::PluginError => "plugin_error",
+            ErrorKind::InvalidOutput => "invalid_output",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why one call (or one row of a batch) failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// See [`ErrorKind::OutOfFuel`].
+    #[error("out of fuel: the call used its whole budget of {budget} fuel units")]
+    OutOfFuel {
+        /// The budget it had.
+        budget: u64,
+    },
+    /// See [`ErrorKind::DeadlineExceeded`].
+    #[error("deadline exceeded: the call was stopped after {deadline:?}")]
+    DeadlineExceeded {
+        /// The deadline it had.
+        deadline: Duration,
+    },
+    /// See [`ErrorKind::MemoryLimit`].
+    #[error("memory limit: the instance tried to grow to {requested} bytes, over its cap of {limit} bytes")]
+    MemoryLimit {
+        /// The cap.
+        limit: u64,
+        /// What it asked for.
+        requested: u64,
+    },
+    /// See [`ErrorKind::StackOverflow`].
+    #[error("stack overflow in the plugin (unbounded recursion?)")]
+    StackOverflow,
+    /// See [`ErrorKind::GuestTrap`].
+    #[error("the plugin trapped: {message}")]
+    GuestTrap {
+        /// The trap and, for a panic, the plugin's panic message.
+        message: String,
+    },
+    /// See [`ErrorKind::InvalidInput`].
+    #[error("invalid input: {message}")]
+    InvalidInput {
+        /// Names the field and what was expected.
+        message: String,
+    },
+    /// See [`ErrorKind::PluginError`].
+    #[error("plugin error: {message}")]
+    PluginError {
+        /// The plugin's own message.
+        message: String,
+    },
+    /// See [`ErrorKind::InvalidOutput`].
+    #[error("invalid output from the plugin: {message}")]
+    InvalidOutput {
+        /// What was wrong with it.
+        message: String,
+    },
+    /// See [`ErrorKind::Overloaded`].
+    #[error("overloaded: {message}")]
+    Overloaded {
+        /// Which resource ran out.
+        message: String,
+    },
+    /// See [`ErrorKind::Unsupported`].
+    #[error("unsupported: {message}")]
+    Unsupported {
+        /// What was asked of which plugin.
+        message: String,
+    },
+}
+
+impl CallError {
+    /// The stable kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CallError::OutOfFuel { .. } => ErrorKind::OutOfFuel,
+            CallError::DeadlineExceeded { .. } => ErrorKind::DeadlineExceeded,
+            CallError::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            CallError::StackOverflow => ErrorKind::StackOverflow,
+            CallError::GuestTrap { .. } => ErrorKind::GuestTrap,
+            CallError::InvalidInput { .. } => ErrorKind::InvalidInput,
+            CallError::PluginError { .. } => ErrorKind::PluginError,
+            CallError::InvalidOutput { .. } => ErrorKind::InvalidOutput,
+            CallError::Overloaded { .. } => ErrorKind::Overloaded,
+            CallError::Unsupported { .. } => ErrorKind::Unsupported,
+        }
+    }
+
+    /// Shorthand for host-side input validation failures.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        CallError::InvalidInput { message: message.into() }
+    }
+}
+
+/// Why a plugin version could not be loaded. Loading fails before anything is
+/// served, so none of these ever reaches a caller of a live version.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A file of the plugin could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `plugin.toml` is malformed, has an unknown field or an invalid value.
+    #[error("invalid manifest {path}: {message}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        message: String,
+    },
+    /// The file is not a valid WebAssembly component (or not wasm at all).
+    #[error("{path} is not a valid WebAssembly component: {message}")]
+    InvalidComponent {
+        /// The component file.
+        path: PathBuf,
+        /// The validator's message.
+        message: String,
+    },
+    /// The component imports something the host does not grant.
+    #[error(
+        "the component imports `{import}`, which scorehost does not grant \
+         (granted: scorehost:plugin/log, wasi:cli environment/exit/stdio, wasi:clocks, wasi:random, \
+         wasi:io, wasi:filesystem read-only model dir; never sockets or http)"
+    )]
+    UngrantedImport {
+        /// The import's full name, e.g. `wasi:sockets/tcp@0.2.6`.
+        import: String,
+    },
+    /// The component does not implement the world its manifest declares.
+    #[error("the component does not implement the `{world}` world its manifest declares: {message}")]
+    WrongWorld {
+        /// The declared world.
+        world: String,
+        /// What is missing or mistyped.
+        message: String,
+    },
+    /// `init` returned an error or trapped.
+    #[error("init failed: {0}")]
+    Init(CallError),
+    /// The plugin's metadata contradicts its manifest or itself.
+    #[error("invalid metadata: {0}")]
+    Metadata(String),
+    /// Anything else wasmtime reported while compiling or snapshotting.
+    #[error("{context}: {message}")]
+    Engine {
+        /// The step that failed.
+        context: &'static str,
+        /// wasmtime's message.
+        message: String,
+    },
+}
+
+impl LoadError {
+    pub(crate) fn engine(context: &'static str, err: impl std::fmt::Display) -> Self {
+        LoadError::Engine { context, message: format!("{err:#}") }
+    }
+}

@@ -1,0 +1,232 @@
+//! Names ↔ positions: JSON features in, positional rows to the guest, and back.
+//!
+//! A [`Layout`] is computed once per plugin version from its declared inputs (or
+//! outputs). Per request the host walks the JSON object once, looks each key up
+//! in a hash map and writes the value into its slot, so no name crosses into
+//! the guest (see the `row` record in the WIT for why).
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value as Json};
+
+use crate::bindings::types::{Field, FieldSpec, Row, Value, ValueKind};
+use crate::error::CallError;
+
+/// Largest integer magnitude an `int` input may have (exact in an f64 slot).
+pub const MAX_EXACT_INT: i64 = 1 << 53;
+
+#[derive(Debug, Clone)]
+struct Slot {
+    kind: ValueKind,
+    index: usize,
+    required: bool,
+}
+
+/// The name → slot map of one list of declared fields.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    specs: Vec<FieldSpec>,
+    slots: HashMap<String, Slot>,
+    numbers: usize,
+    texts: usize,
+    vectors: usize,
+    open: bool,
+}
+
+impl Layout {
+    /// Lays out `specs`; `open` passes undeclared input fields by name. Fails on a
+    /// duplicate name (a plugin bug, reported at load).
+    pub fn new(specs: &[FieldSpec], open: bool) -> Result<Self, String> {
+        let mut layout = Layout {
+            specs: specs.to_vec(),
+            slots: HashMap::with_capacity(specs.len()),
+            numbers: 0,
+            texts: 0,
+            vectors: 0,
+            open,
+        };
+        for spec in specs {
+            let counter = match spec.kind {
+                ValueKind::Boolean | ValueKind::Int | ValueKind::Float => &mut layout.numbers,
+                ValueKind::Text => &mut layout.texts,
+                ValueKind::Floats => &mut layout.vectors,
+            };
+            let slot = Slot { kind: spec.kind, index: *counter, required: spec.required };
+            *counter += 1;
+            if layout.slots.insert(spec.name.clone(), slot).is_some() {
+                return Err(format!("field `{}` is declared twice", spec.name));
+            }
+        }
+        Ok(layout)
+    }
+
+    /// The declared fields, in order.
+    pub fn specs(&self) -> &[FieldSpec] {
+        &self.specs
+    }
+
+    /// Builds the positional row for a JSON object of named features.
+    /// Undeclared keys are ignored (or passed by name for open inputs).
+    pub fn row(&self, obj: &Map<String, Json>) -> Result<Row, CallError> {
+        let mut row = Row {
+            numbers: vec![f64::NAN; self.numbers],
+            missing: Vec::new(),
+            texts: vec![None; self.texts],
+            vectors: vec![None; self.vectors],
+            extra: Vec::new(),
+        };
+        let mut seen_numbers = vec![false; self.numbers];
+        for (name, value) in obj {
+            let Some(slot) = self.slots.get(name) else {
+                if self.open {
+                    row.extra.push(Field { name: name.clone(), value: any_value(name, value)? });
+                }
+                continue;
+            };
+            if value.is_null() {
+                continue;
+            }
+            match slot.kind {
+                ValueKind::Float => {
+                    row.numbers[slot.index] = match value {
+                        Json::Number(n) => number(name, n)?,
+                        Json::Bool(b) => f64::from(u8::from(*b)),
+                        other => return Err(wrong_kind(name, "a number", other)),
+                    };
+                    seen_numbers[slot.index] = true;
+                }
+                ValueKind::Int => {
+                    row.numbers[slot.index] = int(name, value)? as f64;
+                    seen_numbers[slot.index] = true;
+                }
+                ValueKind::Boolean => {
+                    let b = value.as_bool().ok_or_else(|| wrong_kind(name, "true or false", value))?;
+                    row.numbers[slot.index] = f64::from(u8::from(b));
+                    seen_numbers[slot.index] = true;
+                }
+                ValueKind::Text => {
+                    let s = value.as_str().ok_or_else(|| wrong_kind(name, "a string", value))?;
+                    row.texts[slot.index] = Some(s.to_owned());
+                }
+                ValueKind::Floats => row.vectors[slot.index] = Some(floats(name, value)?),
+            }
+        }
+        for spec in &self.specs {
+            let slot = &self.slots[&spec.name];
+            let present = match slot.kind {
+                ValueKind::Text => row.texts[slot.index].is_some(),
+                ValueKind::Floats => row.vectors[slot.index].is_some(),
+                _ => seen_numbers[slot.index],
+            };
+            if !present && slot.required {
+                return Err(CallError::invalid_input(format!("field `{}` is required but missing", spec.name)));
+            }
+        }
+        row.missing = (0..self.numbers as u32).filter(|&i| !seen_numbers[i as usize]).collect();
+        Ok(row)
+    }
+
+    /// Turns a positional output row back into named JSON. A row of the wrong
+    /// shape, or a non-finite float, is the plugin's fault.
+    pub fn named(&self, row: &Row) -> Result<Map<String, Json>, CallError> {
+        if row.numbers.len() != self.numbers || row.texts.len() != self.texts || row.vectors.len() != self.vectors {
+            return Err(CallError::InvalidOutput {
+                message: format!(
+                    "row has {}/{}/{} number/text/vector slots, the declared outputs need {}/{}/{}",
+                    row.numbers.len(),
+                    row.texts.len(),
+                    row.vectors.len(),
+                    self.numbers,
+                    self.texts,
+                    self.vectors
+                ),
+            });
+        }
+        let mut out = Map::with_capacity(self.specs.len());
+        for spec in &self.specs {
+            let slot = &self.slots[&spec.name];
+            let i = slot.index;
+            let json = match slot.kind {
+                ValueKind::Text => row.texts[i].clone().map_or(Json::Null, Json::String),
+                ValueKind::Floats => row.vectors[i].as_ref().map_or(Ok(Json::Null), |v| {
+                    v.iter().map(|x| finite(&spec.name, *x)).collect::<Result<Vec<_>, _>>().map(Json::Array)
+                })?,
+                _ if row.missing.contains(&(i as u32)) => Json::Null,
+                ValueKind::Boolean => Json::Bool(row.numbers[i] != 0.0),
+                ValueKind::Int => Json::from(row.numbers[i] as i64),
+                ValueKind::Float => finite(&spec.name, row.numbers[i])?,
+            };
+            out.insert(spec.name.clone(), json);
+        }
+        Ok(out)
+    }
+}
+
+fn finite(name: &str, x: f64) -> Result<Json, CallError> {
+    Number::from_f64(x)
+        .map(Json::Number)
+        .ok_or_else(|| CallError::InvalidOutput { message: format!("output `{name}` is {x}, not a finite number") })
+}
+
+fn describe(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+fn wrong_kind(name: &str, expected: &str, got: &Json) -> CallError {
+    CallError::invalid_input(format!("field `{name}` must be {expected}, got {}", describe(got)))
+}
+
+fn number(name: &str, n: &Number) -> Result<f64, CallError> {
+    n.as_f64()
+        .filter(|x| x.is_finite())
+        .ok_or_else(|| CallError::invalid_input(format!("field `{name}` = {n} is out of range for a float")))
+}
+
+fn int(name: &str, value: &Json) -> Result<i64, CallError> {
+    let Json::Number(n) = value else { return Err(wrong_kind(name, "an integer", value)) };
+    let i = match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => i,
+        (None, Some(x)) if x.fract() == 0.0 && x.abs() < MAX_EXACT_INT as f64 => x as i64,
+        (None, Some(x)) if x.fract() != 0.0 => {
+            return Err(CallError::invalid_input(format!("field `{name}` must be an integer, got {n}")));
+        }
+        _ => i64::MAX,
+    };
+    if i.unsigned_abs() > MAX_EXACT_INT as u64 {
+        return Err(CallError::invalid_input(format!("field `{name}` = {n} is out of range (|int| <= 2^53)")));
+    }
+    Ok(i)
+}
+
+fn floats(name: &str, value: &Json) -> Result<Vec<f64>, CallError> {
+    let Json::Array(items) = value else { return Err(wrong_kind(name, "an array of numbers", value)) };
+    items
+        .iter()
+        .map(|x| match x {
+            Json::Number(n) => number(name, n),
+            other => Err(wrong_kind(name, "an array of numbers", other)),
+        })
+        .collect()
+}
+
+/// JSON → WIT value with the DESIGN mapping, for open (undeclared) inputs.
+pub fn any_value(name: &str, value: &Json) -> Result<Value, CallError> {
+    Ok(match value {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Boolean(*b),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(number(name, n)?),
+        },
+        Json::String(s) => Value::Text(s.clone()),
+        Json::Array(_) => Value::Floats(floats(name, value)?),
+        Json::Object(_) => return Err(wrong_kind(name, "a feature value", value)),
+    })
+}

@@ -1,0 +1,30 @@
+//! scorehost: a WebAssembly plugin runtime for sandboxed ML feature and scoring logic.
+//!
+//! The pieces, in the order a plugin meets them:
+//! - [`manifest`] reads `plugin.toml`;
+//! - [`plugin::PluginVersion::load`] validates and compiles the component,
+//!   runs its `init` once and snapshots it ([`snapshot`]), caching the result
+//!   on disk ([`cache`]);
+//! - every call runs in a fresh instance on the one shared [`engine`], with the
+//!   budgets of [`limits`] and only the imports of [`host`];
+//! - failures come back as the typed errors of [`error`].
+
+pub mod bindings;
+pub mod cache;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod layout;
+pub mod limits;
+pub mod manifest;
+pub mod plugin;
+pub mod render;
+mod runtime;
+pub mod snapshot;
+pub mod trap;
+
+pub use engine::{HostEngine, PoolSize};
+pub use error::{CallError, ErrorKind, LoadError};
+pub use manifest::{Manifest, World};
+pub use plugin::{Outcome, PluginVersion, Scored};
+pub use runtime::Runtime;

@@ -1,0 +1,180 @@
+//! `plugin.toml`: what a plugin directory declares about itself.
+//!
+//! ```toml
+//! name = "logreg"              # [a-z0-9_-], 1–64 chars; the URL path segment
+//! version = "0.1.0"            # [A-Za-z0-9.+-], 1–64 chars; must match the plugin's metadata
+//! world = "scorer"             # "scorer" or "extractor"
+//! component = "logreg.wasm"    # the component, relative to the plugin dir
+//! model_dir = "model"          # optional: read-only at /model during init
+//!
+//! [limits]                     # optional, see LimitsSpec
+//! fuel = 2_000_000
+//! deadline_ms = 50
+//! memory_mib = 16
+//!
+//! [config]                     # optional: handed to the plugin's init
+//! model_file = "weights.json"
+//! ```
+//!
+//! Unknown fields are an error that names the field, so a typo (`dealine_ms`)
+//! never silently falls back to a default.
+
+use std::path::{Component as PathPart, Path};
+
+use serde::Deserialize;
+
+use crate::limits::{Limits, LimitsSpec};
+
+/// Which WIT world a plugin implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum World {
+    /// `scorehost:plugin/scorer-plugin`: features → score.
+    Scorer,
+    /// `scorehost:plugin/extractor-plugin`: event → features.
+    Extractor,
+}
+
+impl World {
+    /// The world's name as written in the manifest.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Scorer => "scorer",
+            World::Extractor => "extractor",
+        }
+    }
+
+    /// The interface the component must export for this world.
+    pub fn export_name(self) -> &'static str {
+        match self {
+            World::Scorer => "scorehost:plugin/scorer@0.1.0",
+            World::Extractor => "scorehost:plugin/extractor@0.1.0",
+        }
+    }
+}
+
+/// A parsed `plugin.toml`, exactly as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Plugin name: lowercase letters, digits, `-` and `_`, 1–64 characters.
+    pub name: String,
+    /// Version: letters, digits, `.`, `+`, `-`, 1–64 characters.
+    pub version: String,
+    /// The world the component implements.
+    pub world: World,
+    /// Path of the component, relative to the plugin directory, inside it.
+    pub component: String,
+    /// Directory (relative, inside the plugin dir) granted read-only at `/model` during init.
+    #[serde(default)]
+    pub model_dir: Option<String>,
+    /// Per-call budgets; defaults apply to absent fields.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Key/values handed to the plugin's `init`.
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+impl Manifest {
+    /// Parses and validates manifest text. The error names the offending field.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let name_ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+        if self.name.is_empty() || self.name.len() > 64 || !self.name.chars().all(name_ok) {
+            return Err(format!("name {:?} must be 1-64 characters of [a-z0-9_-]", self.name));
+        }
+        let version_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-');
+        if self.version.is_empty() || self.version.len() > 64 || !self.version.chars().all(version_ok) {
+            return Err(format!("version {:?} must be 1-64 characters of [A-Za-z0-9.+-]", self.version));
+        }
+        relative_inside("component", &self.component)?;
+        if let Some(dir) = &self.model_dir {
+            relative_inside("model_dir", dir)?;
+        }
+        self.limits.validate()?;
+        Ok(())
+    }
+
+    /// The validated limits.
+    pub fn limits(&self) -> Limits {
+        self.limits.validate().expect("validated in Manifest::parse")
+    }
+
+    /// The `[config]` table as the key/value list `init` receives: strings as they
+    /// are, every other value as its JSON text.
+    pub fn config_entries(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => serde_json::to_string(other).unwrap_or_default(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+}
+
+/// A path that stays inside the plugin directory: relative, no `..`.
+fn relative_inside(field: &str, path: &str) -> Result<(), String> {
+    let p = Path::new(path);
+    let inside = !path.is_empty() && p.components().all(|c| matches!(c, PathPart::Normal(_) | PathPart::CurDir));
+    if inside { Ok(()) } else { Err(format!("{field} {path:?} must be a relative path inside the plugin directory")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "logreg"
+        version = "0.1.0"
+        world = "scorer"
+        component = "logreg.wasm"
+        [limits]
+        fuel = 1000
+        [config]
+        rates = { EUR = 1.1 }
+        label = "x"
+    "#;
+
+    #[test]
+    fn parses_and_defaults() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(m.world, World::Scorer);
+        assert_eq!(m.limits.fuel, 1000);
+        assert_eq!(m.limits.deadline_ms, crate::limits::DEFAULT_DEADLINE_MS);
+        let cfg = m.config_entries();
+        assert!(cfg.contains(&("label".into(), "x".into())));
+        assert!(cfg.contains(&("rates".into(), r#"{"EUR":1.1}"#.into())));
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let e = Manifest::parse(&GOOD.replace("fuel = 1000", "fuel = 1000\ndealine_ms = 5")).unwrap_err();
+        assert!(e.contains("dealine_ms"), "{e}");
+        let e = Manifest::parse(&format!("colour = 1\n{GOOD}")).unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn rejects_escaping_paths_and_bad_names() {
+        for (from, to) in [
+            ("\"logreg.wasm\"", "\"../x.wasm\""),
+            ("\"logreg.wasm\"", "\"/etc/x.wasm\""),
+            ("\"logreg\"", "\"../evil\""),
+            ("\"logreg\"", "\"Big Name\""),
+            ("fuel = 1000", "fuel = 0"),
+            ("\"scorer\"", "\"ranker\""),
+        ] {
+            assert!(Manifest::parse(&GOOD.replacen(from, to, 1)).is_err(), "{to} accepted");
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The JSON shapes of results and errors, shared by the CLI and the HTTP layer.
+
+use serde_json::{Map, Value as Json, json};
+
+use crate::error::CallError;
+use crate::plugin::{Outcome, PluginVersion, Scored};
+
+/// `{"score", "reasons":[{"code","weight"}]}` of one scored row.
+pub fn scored(s: &Scored) -> Json {
+    let reasons: Vec<Json> = s.reasons.iter().map(|(code, weight)| json!({"code": code, "weight": weight})).collect();
+    json!({"score": s.score, "reasons": reasons})
+}
+
+/// `{"error":{"kind","message"}}`.
+pub fn error(e: &CallError) -> Json {
+    json!({"error": {"kind": e.kind().as_str(), "message": e.to_string()}})
+}
+
+/// The full answer to a single-row score: plugin, version, score, reasons, cost.
+pub fn score_response(v: &PluginVersion, out: &Outcome<Scored>) -> Json {
+    let mut body = identity(v, out.fuel_used, out.elapsed.as_micros() as u64);
+    if let Json::Object(fields) = scored(&out.value) {
+        body.extend(fields);
+    }
+    Json::Object(body)
+}
+
+/// The answer to an extraction: plugin, version, features, cost.
+pub fn extract_response(v: &PluginVersion, out: &Outcome<Map<String, Json>>) -> Json {
+    let mut body = identity(v, out.fuel_used, out.elapsed.as_micros() as u64);
+    body.insert("features".into(), Json::Object(out.value.clone()));
+    Json::Object(body)
+}
+
+/// `{"results":[…]}` of a batch: each entry a result or an `error` object, in order.
+pub fn batch_response<T>(v: &PluginVersion, out: &Outcome<Vec<Result<T, CallError>>>, one: impl Fn(&T) -> Json) -> Json {
+    let results: Vec<Json> = out.value.iter().map(|r| r.as_ref().map_or_else(error, &one)).collect();
+    let mut body = identity(v, out.fuel_used, out.elapsed.as_micros() as u64);
+    body.insert("results".into(), Json::Array(results));
+    Json::Object(body)
+}
+
+fn identity(v: &PluginVersion, fuel_used: u64, elapsed_us: u64) -> Map<String, Json> {
+    let mut m = Map::new();
+    m.insert("plugin".into(), json!(v.manifest().name));
+    m.insert("version".into(), json!(v.manifest().version));
+    m.insert("fuel_used".into(), json!(fuel_used));
+    m.insert("elapsed_us".into(), json!(elapsed_us));
+    m
+}
+
+/// World, metadata and limits of a loaded version (`inspect`, `GET /v1/plugins/{name}`).
+pub fn describe(v: &PluginVersion) -> Json {
+    let m = v.metadata();
+    let spec = |f: &crate::bindings::types::FieldSpec| {
+        json!({"name": f.name, "kind": kind(f.kind), "required": f.required, "doc": f.doc})
+    };
+    let limits = v.limits();
+    json!({
+        "name": v.manifest().name,
+        "version": v.manifest().version,
+        "world": v.manifest().world.as_str(),
+        "description": m.description,
+        "content_hash": v.content_hash(),
+        "inputs": m.inputs.iter().map(spec).collect::<Vec<_>>(),
+        "outputs": m.outputs.iter().map(spec).collect::<Vec<_>>(),
+        "open_inputs": m.open_inputs,
+        "limits": {
+            "fuel": limits.fuel,
+            "deadline_ms": limits.deadline.as_millis() as u64,
+            "memory_bytes": limits.memory_bytes,
+        },
+    })
+}
+
+fn kind(k: crate::bindings::types::ValueKind) -> &'static str {
+    use crate::bindings::types::ValueKind as K;
+    match k {
+        K::Boolean => "bool",
+        K::Int => "int",
+        K::Float => "float",
+        K::Text => "text",
+        K::Floats => "floats",
+    }
+}

@@ -1,0 +1,40 @@
+//! Turning a failed wasm call into a typed [`CallError`].
+//!
+//! Order matters: a memory-cap breach is checked first because the guest's
+//! allocator turns a failed grow into an ordinary `unreachable` trap; then
+//! wasmtime's own trap codes; anything else is a guest trap with the panic
+//! message the guest printed, if any.
+
+use std::time::Duration;
+
+use wasmtime::{Store, Trap};
+
+use crate::error::CallError;
+use crate::host::HostState;
+
+/// Classifies `err` from a call made in `store` under the given budgets.
+pub fn classify(err: wasmtime::Error, store: &Store<HostState>, fuel: u64, deadline: Duration) -> CallError {
+    let state = store.data();
+    if let Some(requested) = state.limiter.breach {
+        return CallError::MemoryLimit { limit: state.limiter.limit(), requested };
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallError::OutOfFuel { budget: fuel },
+        Some(Trap::Interrupt) => CallError::DeadlineExceeded { deadline },
+        Some(Trap::StackOverflow) => CallError::StackOverflow,
+        Some(Trap::AllocationTooLarge) => {
+            CallError::MemoryLimit { limit: state.limiter.limit(), requested: state.limiter.limit() }
+        }
+        Some(trap) => {
+            let message = match state.last_stderr_line() {
+                Some(line) => format!("{trap}; plugin stderr: {line}"),
+                None => trap.to_string(),
+            };
+            CallError::GuestTrap { message }
+        }
+        None if err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() => {
+            CallError::Overloaded { message: format!("{err:#}") }
+        }
+        None => CallError::GuestTrap { message: format!("{err:#}") },
+    }
+}

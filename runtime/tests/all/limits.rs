@@ -1,0 +1,85 @@
+//! Every budget breach is contained and reported as its own kind.
+
+use std::time::{Duration, Instant};
+
+use scorehost::ErrorKind;
+use serde_json::json;
+
+use crate::support::{copy_with, load, obj, runtime};
+
+#[test]
+fn infinite_loop_runs_out_of_fuel() {
+    let v = load("hostile-loop");
+    let e = v.score(&obj(json!({})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::OutOfFuel, "{e}");
+}
+
+#[test]
+fn infinite_loop_hits_the_deadline_when_fuel_is_ample() {
+    let dir = copy_with("hostile-loop", |m| {
+        m.replace("fuel = 5_000_000", "fuel = 10_000_000_000").replace("deadline_ms = 1000", "deadline_ms = 30")
+    });
+    let v = runtime().load(dir.path()).unwrap();
+    let started = Instant::now();
+    let e = v.score(&obj(json!({})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{e}");
+    // Generous bound: the point is that it stops, not how precisely.
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_request_deadline_only_tightens() {
+    let dir = copy_with("hostile-loop", |m| m.replace("fuel = 5_000_000", "fuel = 10_000_000_000"));
+    let v = runtime().load(dir.path()).unwrap();
+    let e = v.score(&obj(json!({})), Some(Duration::from_millis(10))).unwrap_err();
+    assert!(matches!(e, scorehost::CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(10)));
+    let e = v.score(&obj(json!({})), Some(Duration::from_secs(50))).unwrap_err();
+    assert!(matches!(e, scorehost::CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(1000)));
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    let v = load("hostile-alloc");
+    let e = v.score(&obj(json!({})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::MemoryLimit, "{e}");
+    match e {
+        scorehost::CallError::MemoryLimit { limit, requested } => {
+            assert_eq!(limit, 16 << 20);
+            assert!(requested > limit);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unbounded_recursion_is_a_stack_overflow() {
+    let e = load("hostile-recursion").score(&obj(json!({})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::StackOverflow, "{e}");
+}
+
+#[test]
+fn panic_is_a_guest_trap_carrying_the_message() {
+    let e = load("hostile-panic").score(&obj(json!({})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::GuestTrap, "{e}");
+    assert!(e.to_string().contains("always panics"), "{e}");
+}
+
+#[test]
+fn the_host_keeps_serving_after_every_breach() {
+    for name in ["hostile-loop", "hostile-alloc", "hostile-recursion", "hostile-panic"] {
+        let _ = load(name).score(&obj(json!({})), None).unwrap_err();
+    }
+    let v = load("logreg");
+    let f = json!({"amount_usd_log": 4.0, "cross_border": true, "email_domain_free": false,
+        "email_domain_disposable": false, "email_local_digits": 2, "is_night": false,
+        "mcc_high_risk": false, "ip_private": false});
+    assert!(v.score(&obj(f), None).is_ok());
+}
+
+#[test]
+fn every_call_reports_fuel_and_time() {
+    let v = load("fs-probe");
+    let out = v.score(&obj(json!({})), None).unwrap();
+    assert!(out.fuel_used > 0 && out.fuel_used < v.limits().fuel);
+    assert!(out.elapsed > Duration::ZERO);
+}

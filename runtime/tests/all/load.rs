@@ -1,0 +1,118 @@
+//! Loading: bad components, wrong worlds, ungranted imports, bad manifests and
+//! failing inits are each a clear, typed error before anything is served.
+
+use scorehost::cache::ComponentCache;
+use scorehost::error::{CallError, LoadError};
+use scorehost::{PoolSize, Runtime};
+
+use crate::support::{copy_with, runtime, staged};
+
+fn load_err(dir: &std::path::Path) -> LoadError {
+    runtime().load(dir).expect_err("load should fail")
+}
+
+#[test]
+fn not_wasm_is_rejected() {
+    let dir = copy_with("logreg", |m| m);
+    std::fs::write(dir.path().join("logreg.wasm"), b"this is not wasm").unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, LoadError::InvalidComponent { .. }), "{e}");
+    assert!(e.to_string().contains("magic"), "{e}");
+}
+
+#[test]
+fn truncated_component_is_rejected() {
+    let dir = copy_with("logreg", |m| m);
+    let path = dir.path().join("logreg.wasm");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, LoadError::InvalidComponent { .. }), "{e}");
+}
+
+#[test]
+fn core_module_is_rejected_as_not_a_component() {
+    let dir = copy_with("logreg", |m| m);
+    // The smallest valid core module: magic + version 1.
+    std::fs::write(dir.path().join("logreg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let e = load_err(dir.path());
+    assert!(e.to_string().contains("core wasm module"), "{e}");
+}
+
+#[test]
+fn wrong_world_is_rejected_naming_both() {
+    let dir = copy_with("logreg", |m| m.replace("world = \"scorer\"", "world = \"extractor\""));
+    let e = load_err(dir.path());
+    assert!(matches!(e, LoadError::WrongWorld { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains("scorehost:plugin/extractor") && msg.contains("scorehost:plugin/scorer"), "{msg}");
+}
+
+#[test]
+fn ungranted_import_is_rejected_naming_it() {
+    let e = load_err(&staged("net-import"));
+    match &e {
+        LoadError::UngrantedImport { import } => assert!(import.starts_with("wasi:sockets/"), "{import}"),
+        other => panic!("expected UngrantedImport, got {other}"),
+    }
+    assert!(e.to_string().contains("wasi:sockets/"), "{e}");
+}
+
+#[test]
+fn unknown_manifest_field_is_named() {
+    let dir = copy_with("logreg", |m| m.replace("deadline_ms = 50", "dealine_ms = 50"));
+    let e = load_err(dir.path());
+    assert!(matches!(e, LoadError::Manifest { .. }), "{e}");
+    assert!(e.to_string().contains("dealine_ms"), "{e}");
+}
+
+#[test]
+fn missing_component_file_names_the_path() {
+    let dir = copy_with("logreg", |m| m.replace("logreg.wasm", "missing.wasm"));
+    let e = load_err(dir.path());
+    assert!(matches!(e, LoadError::Io { .. }) && e.to_string().contains("missing.wasm"), "{e}");
+}
+
+#[test]
+fn manifest_and_metadata_must_agree() {
+    let dir = copy_with("logreg", |m| m.replace("version = \"0.1.0\"", "version = \"9.9.9\""));
+    let e = load_err(dir.path());
+    assert!(matches!(e, LoadError::Metadata(_)), "{e}");
+    assert!(e.to_string().contains("9.9.9"), "{e}");
+}
+
+#[test]
+fn init_error_from_config_is_a_plugin_error() {
+    let dir = copy_with("logreg", |m| m.replace("model_file = \"weights.json\"", "model_file = \"nope.json\""));
+    match load_err(dir.path()) {
+        LoadError::Init(CallError::PluginError { message }) => assert!(message.contains("nope.json"), "{message}"),
+        other => panic!("expected Init(PluginError), got {other}"),
+    }
+}
+
+#[test]
+fn trap_during_init_fails_the_load() {
+    let dir = copy_with("hostile-panic", |m| format!("{m}\n[config]\npanic_in_init = true\n"));
+    match load_err(dir.path()) {
+        LoadError::Init(e) => {
+            assert_eq!(e.kind(), scorehost::ErrorKind::GuestTrap, "{e}");
+            assert!(e.to_string().contains("panicking in init"), "{e}");
+        }
+        other => panic!("expected Init, got {other}"),
+    }
+}
+
+#[test]
+fn a_restart_loads_from_the_compiled_cache() {
+    let cache_dir = tempfile::tempdir().unwrap();
+    let fresh = || Runtime::new(PoolSize { instances: 4 }, Some(ComponentCache::new(cache_dir.path()).unwrap())).unwrap();
+    let first = fresh().load(&staged("gbdt")).unwrap();
+    assert!(!first.from_cache());
+    // A new runtime (a restart) with the same cache dir does not recompile.
+    let second = fresh().load(&staged("gbdt")).unwrap();
+    assert!(second.from_cache());
+    assert_eq!(first.content_hash(), second.content_hash());
+    // Changing the config changes the key: no stale snapshot is reused.
+    let edited = copy_with("gbdt", |m| m.replace("top_reasons = 3", "top_reasons = 2"));
+    assert!(!fresh().load(edited.path()).unwrap().from_cache());
+}

@@ -1,0 +1,10 @@
+//! scorehost integration tests: one binary, a module per topic (as in wasmtime's
+//! tests/all). Every plugin used here is built from source in `plugins/` by the
+//! scorehost-plugin-artifacts build script.
+
+mod examples;
+mod gbdt;
+mod limits;
+mod load;
+mod sandbox;
+mod support;
