@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use crate::manifest::World;
+
 /// A directory of `<key>.cwasm` files written only by scorehost.
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
@@ -88,10 +90,17 @@ pub fn content_hash(wasm: &[u8]) -> String {
     hex(&Sha256::digest(wasm))
 }
 
-/// The cache key of a component initialised with `config` and `model_dir`.
-pub fn key(engine: &Engine, wasm: &[u8], config: &[(String, String)], model_dir: Option<&Path>) -> std::io::Result<CacheKey> {
+/// The cache key of a component initialised as `world` with `config` and `model_dir`.
+pub fn key(
+    engine: &Engine,
+    world: World,
+    wasm: &[u8],
+    config: &[(String, String)],
+    model_dir: Option<&Path>,
+) -> std::io::Result<CacheKey> {
     let mut h = Sha256::new();
     h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(world.as_str().as_bytes());
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut engine_hash);
     h.update(engine_hash.finish().to_le_bytes());

@@ -81,11 +81,16 @@ impl HostState {
         }
     }
 
-    /// The last line the guest wrote to stderr (a Rust panic message), if any.
-    pub fn last_stderr_line(&self) -> Option<String> {
+    /// What the guest wrote to stderr last, on one line: for a Rust panic,
+    /// "thread … panicked at src/lib.rs:25:9: <message>". Rust's "note: run with
+    /// RUST_BACKTRACE" hint is dropped.
+    pub fn stderr_tail(&self) -> Option<String> {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
-        text.lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_owned())
+        let lines: Vec<&str> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("note: run with")).collect();
+        let tail = lines[lines.len().saturating_sub(3)..].join(" ");
+        (!tail.is_empty()).then_some(tail)
     }
 }
 

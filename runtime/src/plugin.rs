@@ -110,7 +110,7 @@ impl PluginVersion {
         let limits = manifest.limits();
         let label: Arc<str> = format!("{}@{}", manifest.name, manifest.version).into();
 
-        let key = cache::key(engine.engine(), &wasm, &config, model_dir.as_deref()).map_err(io(dir))?;
+        let key = cache::key(engine.engine(), manifest.world, &wasm, &config, model_dir.as_deref()).map_err(io(dir))?;
         let cached = cache.and_then(|c| c.get(engine.engine(), &key));
         let from_cache = cached.is_some();
         let component = match cached {
@@ -136,6 +136,8 @@ impl PluginVersion {
             }
         };
 
+        // Cheap, and keeps the message that names both worlds even on a cache hit.
+        crate::host::check_exports(engine.engine(), &component, manifest.world)?;
         let instance_pre = linker.instantiate_pre(&component).map_err(|e| wrong_world(manifest.world, e))?;
         let pre = match manifest.world {
             World::Scorer => Pre::Scorer(

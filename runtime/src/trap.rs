@@ -26,7 +26,7 @@ pub fn classify(err: wasmtime::Error, store: &Store<HostState>, fuel: u64, deadl
             CallError::MemoryLimit { limit: state.limiter.limit(), requested: state.limiter.limit() }
         }
         Some(trap) => {
-            let message = match state.last_stderr_line() {
+            let message = match state.stderr_tail() {
                 Some(line) => format!("{trap}; plugin stderr: {line}"),
                 None => trap.to_string(),
             };

@@ -141,7 +141,7 @@ mod tests {
         let f = harness()
             .extract(&json!({
                 "amount": 100, "currency": "eur", "merchant_country": "DE", "card_country": "US",
-                "email": "jo42@GMAIL.com", "ip": "10.1.2.3", "timestamp": 1_764_129_600 + 3 * 3600, "mcc": 7995
+                "email": "jo42@GMAIL.com", "ip": "10.1.2.3", "timestamp": 1_764_115_200 + 3 * 3600, "mcc": 7995
             }))
             .unwrap();
         assert!((f["amount_usd"].as_f64().unwrap() - 110.0).abs() < 1e-9);
