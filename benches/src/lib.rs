@@ -1,1 +1,87 @@
-//! Shared helpers for the benches in `benches/benches/`.
+//! Shared helpers for the benches in `benches/benches/`: inputs and private,
+//! edited copies of the bundled plugins.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value, json};
+
+/// The staged directory of bundled plugin `name`.
+pub fn staged(name: &str) -> PathBuf {
+    let (_, dir) = scorehost_plugin_artifacts::ALL.iter().find(|(n, _)| *n == name).expect("known plugin");
+    PathBuf::from(dir)
+}
+
+/// A temporary copy of bundled plugin `name` with its manifest rewritten by `edit`.
+pub fn copy_with(name: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    copy_dir(&staged(name), tmp.path());
+    let manifest = tmp.path().join("plugin.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, edit(text)).expect("write manifest");
+    tmp
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let dest = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).expect("copy");
+        }
+    }
+}
+
+/// A realistic feature row for the bundled logreg model.
+pub fn logreg_features() -> Map<String, Value> {
+    object(json!({"amount_usd_log": 6.0, "cross_border": true, "email_domain_free": true,
+        "email_domain_disposable": false, "email_local_digits": 3, "is_night": true,
+        "mcc_high_risk": false, "ip_private": false}))
+}
+
+/// A raw payment event for txn-features.
+pub fn payment_event() -> Map<String, Value> {
+    object(json!({"amount": 120.5, "currency": "EUR", "merchant_country": "DE", "card_country": "US",
+        "email": "jo42@gmail.com", "ip": "81.2.69.160", "timestamp": 1764165600, "mcc": 5411}))
+}
+
+/// The first row of the breast-cancer fixture, with its missing values, for gbdt.
+pub fn gbdt_features() -> Map<String, Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/gbdt/fixtures");
+    let version = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .max()
+        .expect("a fixture version");
+    let cases: Value =
+        serde_json::from_slice(&std::fs::read(version.join("binary/cases.json")).expect("cases"))
+            .expect("json");
+    let names = cases["feature_names"].as_array().expect("names");
+    let row = cases["rows"][0].as_array().expect("row");
+    names.iter().zip(row).map(|(n, v)| (n.as_str().expect("name").to_owned(), v.clone())).collect()
+}
+
+/// A logreg config with `n` features `f0..f{n-1}`, positional or by name.
+pub fn wide_logreg_manifest(manifest: String, n: usize, open_inputs: bool) -> String {
+    let weights: Vec<String> =
+        (0..n).map(|i| format!("f{i} = {:.3}", (i as f64 - n as f64 / 2.0) / 10.0)).collect();
+    manifest.replace(
+        "model_file = \"weights.json\"",
+        &format!("intercept = -1.0\nweights = {{ {} }}\nopen_inputs = {open_inputs}", weights.join(", ")),
+    )
+}
+
+/// The input row for [`wide_logreg_manifest`].
+pub fn wide_features(n: usize) -> Map<String, Value> {
+    (0..n).map(|i| (format!("f{i}"), json!(i as f64 * 0.37))).collect()
+}
+
+fn object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("literal objects only"),
+    }
+}

@@ -30,7 +30,8 @@ impl Config {
 
     /// The raw text of `key`, or an error naming it.
     pub fn require(&self, key: &str) -> Result<&str> {
-        self.get(key).ok_or_else(|| PluginError::internal(format!("config key `{key}` is required but not set")))
+        self.get(key)
+            .ok_or_else(|| PluginError::internal(format!("config key `{key}` is required but not set")))
     }
 
     /// `key` parsed with [`FromStr`] (numbers, booleans), if present.
@@ -51,8 +52,9 @@ impl Config {
     pub fn json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.get(key)
             .map(|raw| {
-                serde_json::from_str(raw)
-                    .map_err(|e| PluginError::internal(format!("config key `{key}` has the wrong shape: {e}")))
+                serde_json::from_str(raw).map_err(|e| {
+                    PluginError::internal(format!("config key `{key}` has the wrong shape: {e}"))
+                })
             })
             .transpose()
     }

@@ -87,7 +87,10 @@ pub mod __private {
         Ok(())
     }
 
-    pub fn extractor_init<T: Extractor>(cell: &OnceLock<Loaded<T>>, config: Vec<(String, String)>) -> Wit<()> {
+    pub fn extractor_init<T: Extractor>(
+        cell: &OnceLock<Loaded<T>>,
+        config: Vec<(String, String)>,
+    ) -> Wit<()> {
         let plugin = T::init(&Config::new(config))?;
         let metadata = plugin.metadata();
         let _ = cell.set(Loaded::new(plugin, metadata));
@@ -105,7 +108,10 @@ pub mod __private {
         Ok(score_row(loaded(cell)?, row)?.into())
     }
 
-    pub fn score_batch<T: Scorer>(cell: &OnceLock<Loaded<T>>, rows: &[types::Row]) -> Vec<Wit<types::ScoreResult>> {
+    pub fn score_batch<T: Scorer>(
+        cell: &OnceLock<Loaded<T>>,
+        rows: &[types::Row],
+    ) -> Vec<Wit<types::ScoreResult>> {
         rows.iter().map(|row| score(cell, row)).collect()
     }
 
@@ -113,7 +119,10 @@ pub mod __private {
         Ok(extract_row(loaded(cell)?, row)?)
     }
 
-    pub fn extract_batch<T: Extractor>(cell: &OnceLock<Loaded<T>>, rows: &[types::Row]) -> Vec<Wit<types::Row>> {
+    pub fn extract_batch<T: Extractor>(
+        cell: &OnceLock<Loaded<T>>,
+        rows: &[types::Row],
+    ) -> Vec<Wit<types::Row>> {
         rows.iter().map(|row| extract(cell, row)).collect()
     }
 }
@@ -143,7 +152,10 @@ macro_rules! export_scorer {
                 }
             }
             #[cfg(target_arch = "wasm32")]
-            $crate::bindings::scorer::export_scorer_world!(Export with_types_in $crate::bindings::scorer);
+    $crate::bindings::scorer::export_scorer_world!(Export with_types_in $crate::bindings::scorer);
+            // Natively nothing calls the export; keep the plugin "used" for the lints.
+            #[cfg(not(target_arch = "wasm32"))]
+            const _: fn(&$crate::Config) -> $crate::Result<$ty> = <$ty as $crate::Scorer>::init;
         };
     };
 }
@@ -174,6 +186,9 @@ macro_rules! export_extractor {
             }
             #[cfg(target_arch = "wasm32")]
             $crate::bindings::extractor::export_extractor_world!(Export with_types_in $crate::bindings::extractor);
+            // Natively nothing calls the export; keep the plugin "used" for the lints.
+            #[cfg(not(target_arch = "wasm32"))]
+            const _: fn(&$crate::Config) -> $crate::Result<$ty> = <$ty as $crate::Extractor>::init;
         };
     };
 }

@@ -84,7 +84,9 @@ fn missing(name: &str) -> PluginError {
 }
 
 fn wrong_kind(name: &str, asked: &str, declared: Kind) -> PluginError {
-    PluginError::internal(format!("field `{name}` is declared {declared:?}, but the plugin read it as {asked}"))
+    PluginError::internal(format!(
+        "field `{name}` is declared {declared:?}, but the plugin read it as {asked}"
+    ))
 }
 
 /// A read-only, named view of one input row; what `score` and `extract` receive.

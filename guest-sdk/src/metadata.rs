@@ -140,7 +140,12 @@ impl From<Kind> for types::ValueKind {
 
 impl From<&FieldSpec> for types::FieldSpec {
     fn from(f: &FieldSpec) -> Self {
-        types::FieldSpec { name: f.name.clone(), kind: f.kind.into(), required: f.required, doc: f.doc.clone() }
+        types::FieldSpec {
+            name: f.name.clone(),
+            kind: f.kind.into(),
+            required: f.required,
+            doc: f.doc.clone(),
+        }
     }
 }
 
@@ -192,7 +197,11 @@ impl From<Score> for types::ScoreResult {
     fn from(s: Score) -> Self {
         types::ScoreResult {
             value: s.value,
-            reasons: s.reasons.into_iter().map(|r| types::Reason { code: r.code, weight: r.weight }).collect(),
+            reasons: s
+                .reasons
+                .into_iter()
+                .map(|r| types::Reason { code: r.code, weight: r.weight })
+                .collect(),
         }
     }
 }

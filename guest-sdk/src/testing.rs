@@ -91,13 +91,17 @@ impl<T> Harness<T> {
 
     /// Converts named JSON into a positional row the way the host does.
     pub fn row(&self, json: &Json) -> Result<Row> {
-        let obj = json.as_object().ok_or_else(|| PluginError::invalid_input("input must be a JSON object"))?;
+        let obj =
+            json.as_object().ok_or_else(|| PluginError::invalid_input("input must be a JSON object"))?;
         let layout = &self.loaded.inputs;
         let mut row = layout.empty_row();
         for spec in layout.specs() {
             let value = obj.get(&spec.name).map(json_value).transpose()?.unwrap_or(Value::Null);
             if value == Value::Null && spec.required {
-                return Err(PluginError::invalid_input(format!("field `{}` is required but missing", spec.name)));
+                return Err(PluginError::invalid_input(format!(
+                    "field `{}` is required but missing",
+                    spec.name
+                )));
             }
             let mut out = crate::features::Output::new(layout);
             out.set(&spec.name, value).map_err(|_| {
@@ -107,7 +111,10 @@ impl<T> Harness<T> {
         }
         if self.loaded.metadata.open_inputs {
             for (name, v) in obj.iter().filter(|(k, _)| layout.specs().iter().all(|s| &s.name != *k)) {
-                row.extra.push(crate::bindings::types::Field { name: name.clone(), value: wit_value(json_value(v)?) });
+                row.extra.push(crate::bindings::types::Field {
+                    name: name.clone(),
+                    value: wit_value(json_value(v)?),
+                });
             }
         }
         Ok(row)
@@ -145,7 +152,9 @@ fn json_value(v: &Json) -> Result<Value> {
         Json::String(s) => Value::Text(s.clone()),
         Json::Array(xs) => Value::Floats(
             xs.iter()
-                .map(|x| x.as_f64().ok_or_else(|| PluginError::invalid_input("arrays must hold numbers only")))
+                .map(|x| {
+                    x.as_f64().ok_or_else(|| PluginError::invalid_input("arrays must hold numbers only"))
+                })
                 .collect::<Result<_>>()?,
         ),
         Json::Object(_) => return Err(PluginError::invalid_input("nested objects are not feature values")),

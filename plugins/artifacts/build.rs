@@ -90,7 +90,10 @@ fn build_plugins(root: &Path, target_dir: &Path) {
         cmd.arg("-p").arg(p);
     }
     let status = cmd.status().expect("run the nested cargo build of plugins/");
-    assert!(status.success(), "building the plugins in plugins/ for wasm32-wasip2 failed (see the errors above)");
+    assert!(
+        status.success(),
+        "building the plugins in plugins/ for wasm32-wasip2 failed (see the errors above)"
+    );
 }
 
 /// rust-toolchain.toml lists wasm32-wasip2, and rustup installs it with a fresh
@@ -107,7 +110,8 @@ fn ensure_wasm_target() {
         return;
     }
     println!("cargo:warning=wasm32-wasip2 target missing; running `rustup target add wasm32-wasip2`");
-    let ok = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status().is_ok_and(|s| s.success());
+    let ok =
+        Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status().is_ok_and(|s| s.success());
     assert!(ok, "the wasm32-wasip2 target is not installed and `rustup target add wasm32-wasip2` failed");
 }
 
@@ -125,7 +129,8 @@ fn stage(src: &Path, dest: &Path, wasm: &Path) -> PathBuf {
     }
     let manifest = fs::read_to_string(src.join("plugin.toml")).expect("every plugin has a plugin.toml");
     let manifest: toml::Table = manifest.parse().expect("plugin.toml is valid TOML");
-    let component = manifest.get("component").and_then(|c| c.as_str()).expect("plugin.toml names its component");
+    let component =
+        manifest.get("component").and_then(|c| c.as_str()).expect("plugin.toml names its component");
     fs::copy(wasm, dest.join(component)).unwrap_or_else(|e| panic!("copy {}: {e}", wasm.display()));
     dest.to_path_buf()
 }

@@ -119,7 +119,10 @@ impl Layout {
                 _ => seen_numbers[slot.index],
             };
             if !present && slot.required {
-                return Err(CallError::invalid_input(format!("field `{}` is required but missing", spec.name)));
+                return Err(CallError::invalid_input(format!(
+                    "field `{}` is required but missing",
+                    spec.name
+                )));
             }
         }
         row.missing = (0..self.numbers as u32).filter(|&i| !seen_numbers[i as usize]).collect();
@@ -129,7 +132,10 @@ impl Layout {
     /// Turns a positional output row back into named JSON. A row of the wrong
     /// shape, or a non-finite float, is the plugin's fault.
     pub fn named(&self, row: &Row) -> Result<Map<String, Json>, CallError> {
-        if row.numbers.len() != self.numbers || row.texts.len() != self.texts || row.vectors.len() != self.vectors {
+        if row.numbers.len() != self.numbers
+            || row.texts.len() != self.texts
+            || row.vectors.len() != self.vectors
+        {
             return Err(CallError::InvalidOutput {
                 message: format!(
                     "row has {}/{}/{} number/text/vector slots, the declared outputs need {}/{}/{}",
@@ -163,9 +169,9 @@ impl Layout {
 }
 
 fn finite(name: &str, x: f64) -> Result<Json, CallError> {
-    Number::from_f64(x)
-        .map(Json::Number)
-        .ok_or_else(|| CallError::InvalidOutput { message: format!("output `{name}` is {x}, not a finite number") })
+    Number::from_f64(x).map(Json::Number).ok_or_else(|| CallError::InvalidOutput {
+        message: format!("output `{name}` is {x}, not a finite number"),
+    })
 }
 
 fn describe(v: &Json) -> &'static str {
@@ -200,7 +206,9 @@ fn int(name: &str, value: &Json) -> Result<i64, CallError> {
         _ => i64::MAX,
     };
     if i.unsigned_abs() > MAX_EXACT_INT as u64 {
-        return Err(CallError::invalid_input(format!("field `{name}` = {n} is out of range (|int| <= 2^53)")));
+        return Err(CallError::invalid_input(format!(
+            "field `{name}` = {n} is out of range (|int| <= 2^53)"
+        )));
     }
     Ok(i)
 }

@@ -58,7 +58,11 @@ impl LimitsSpec {
     /// Checks the ranges and converts to [`Limits`]; the error names the field.
     pub fn validate(&self) -> Result<Limits, String> {
         let check = |name: &str, v: u64, max: u64| {
-            if v == 0 || v > max { Err(format!("limits.{name} = {v} must be between 1 and {max}")) } else { Ok(()) }
+            if v == 0 || v > max {
+                Err(format!("limits.{name} = {v} must be between 1 and {max}"))
+            } else {
+                Ok(())
+            }
         };
         check("fuel", self.fuel, MAX_FUEL)?;
         check("deadline_ms", self.deadline_ms, MAX_DEADLINE_MS)?;
@@ -114,7 +118,12 @@ impl MemoryLimiter {
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.limit {
             self.breach = Some(desired as u64);
             // Failing the grow (rather than trapping here) lets a careful guest
@@ -124,7 +133,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }

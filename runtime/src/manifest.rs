@@ -125,8 +125,13 @@ impl Manifest {
 /// A path that stays inside the plugin directory: relative, no `..`.
 fn relative_inside(field: &str, path: &str) -> Result<(), String> {
     let p = Path::new(path);
-    let inside = !path.is_empty() && p.components().all(|c| matches!(c, PathPart::Normal(_) | PathPart::CurDir));
-    if inside { Ok(()) } else { Err(format!("{field} {path:?} must be a relative path inside the plugin directory")) }
+    let inside =
+        !path.is_empty() && p.components().all(|c| matches!(c, PathPart::Normal(_) | PathPart::CurDir));
+    if inside {
+        Ok(())
+    } else {
+        Err(format!("{field} {path:?} must be a relative path inside the plugin directory"))
+    }
 }
 
 #[cfg(test)]

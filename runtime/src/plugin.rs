@@ -74,7 +74,10 @@ pub struct PluginVersion {
 
 impl std::fmt::Debug for PluginVersion {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginVersion").field("plugin", &self.label).field("hash", &self.content_hash).finish()
+        f.debug_struct("PluginVersion")
+            .field("plugin", &self.label)
+            .field("hash", &self.content_hash)
+            .finish()
     }
 }
 
@@ -95,7 +98,8 @@ impl PluginVersion {
         let root = Dir::open_ambient_dir(dir, ambient_authority()).map_err(io(dir))?;
         let manifest_path = dir.join("plugin.toml");
         let text = root.read_to_string("plugin.toml").map_err(io(&manifest_path))?;
-        let manifest = Manifest::parse(&text).map_err(|message| LoadError::Manifest { path: manifest_path, message })?;
+        let manifest =
+            Manifest::parse(&text).map_err(|message| LoadError::Manifest { path: manifest_path, message })?;
         let component_path = dir.join(&manifest.component);
         let wasm = root.read(&manifest.component).map_err(io(&component_path))?;
         let model_dir = match &manifest.model_dir {
@@ -110,7 +114,8 @@ impl PluginVersion {
         let limits = manifest.limits();
         let label: Arc<str> = format!("{}@{}", manifest.name, manifest.version).into();
 
-        let key = cache::key(engine.engine(), manifest.world, &wasm, &config, model_dir.as_deref()).map_err(io(dir))?;
+        let key = cache::key(engine.engine(), manifest.world, &wasm, &config, model_dir.as_deref())
+            .map_err(io(dir))?;
         let cached = cache.and_then(|c| c.get(engine.engine(), &key));
         let from_cache = cached.is_some();
         let component = match cached {
@@ -144,7 +149,8 @@ impl PluginVersion {
                 scorer::ScorerPluginPre::new(instance_pre).map_err(|e| wrong_world(manifest.world, e))?,
             ),
             World::Extractor => Pre::Extractor(
-                extractor::ExtractorPluginPre::new(instance_pre).map_err(|e| wrong_world(manifest.world, e))?,
+                extractor::ExtractorPluginPre::new(instance_pre)
+                    .map_err(|e| wrong_world(manifest.world, e))?,
             ),
         };
         let mut version = PluginVersion {
@@ -169,8 +175,8 @@ impl PluginVersion {
         version.metadata = version.fetch_metadata()?;
         version.inputs = Layout::new(&version.metadata.inputs, version.metadata.open_inputs)
             .map_err(|m| LoadError::Metadata(format!("inputs: {m}")))?;
-        version.outputs =
-            Layout::new(&version.metadata.outputs, false).map_err(|m| LoadError::Metadata(format!("outputs: {m}")))?;
+        version.outputs = Layout::new(&version.metadata.outputs, false)
+            .map_err(|m| LoadError::Metadata(format!("outputs: {m}")))?;
         Ok(version)
     }
 
@@ -178,7 +184,9 @@ impl PluginVersion {
         let meta = self
             .call(self.limits, |store, pre| match pre {
                 Pre::Scorer(p) => p.instantiate(&mut *store)?.scorehost_plugin_scorer().call_describe(store),
-                Pre::Extractor(p) => p.instantiate(&mut *store)?.scorehost_plugin_extractor().call_describe(store),
+                Pre::Extractor(p) => {
+                    p.instantiate(&mut *store)?.scorehost_plugin_extractor().call_describe(store)
+                }
             })
             .map_err(|e| LoadError::Metadata(format!("calling describe() failed: {e}")))?
             .value;
@@ -264,7 +272,11 @@ impl PluginVersion {
 
     /// Scores one JSON object of named features. `deadline` can only tighten the
     /// plugin's own deadline.
-    pub fn score(&self, features: &Map<String, Json>, deadline: Option<Duration>) -> Result<Outcome<Scored>, CallError> {
+    pub fn score(
+        &self,
+        features: &Map<String, Json>,
+        deadline: Option<Duration>,
+    ) -> Result<Outcome<Scored>, CallError> {
         let pre = self.scorer_pre()?;
         let row = self.inputs.row(features)?;
         let out = self.call(self.limits.tightened(deadline), |store, _| {
@@ -284,13 +296,18 @@ impl PluginVersion {
     ) -> Result<Outcome<BatchResults<Scored>>, CallError> {
         let pre = self.scorer_pre()?;
         self.batch(rows, deadline, |store, good| {
-            let results = pre.instantiate(&mut *store)?.scorehost_plugin_scorer().call_score_batch(store, good)?;
+            let results =
+                pre.instantiate(&mut *store)?.scorehost_plugin_scorer().call_score_batch(store, good)?;
             Ok(results.into_iter().map(|r| r.map_err(snapshot::plugin_error).and_then(scored)).collect())
         })
     }
 
     /// Extracts the features of one JSON event.
-    pub fn extract(&self, event: &Map<String, Json>, deadline: Option<Duration>) -> Result<Outcome<Map<String, Json>>, CallError> {
+    pub fn extract(
+        &self,
+        event: &Map<String, Json>,
+        deadline: Option<Duration>,
+    ) -> Result<Outcome<Map<String, Json>>, CallError> {
         let pre = self.extractor_pre()?;
         let row = self.inputs.row(event)?;
         let out = self.call(self.limits.tightened(deadline), |store, _| {
@@ -308,7 +325,8 @@ impl PluginVersion {
     ) -> Result<Outcome<BatchResults<Map<String, Json>>>, CallError> {
         let pre = self.extractor_pre()?;
         self.batch(events, deadline, |store, good| {
-            let results = pre.instantiate(&mut *store)?.scorehost_plugin_extractor().call_extract_batch(store, good)?;
+            let results =
+                pre.instantiate(&mut *store)?.scorehost_plugin_extractor().call_extract_batch(store, good)?;
             Ok(results
                 .into_iter()
                 .map(|r| r.map_err(snapshot::plugin_error).and_then(|row| self.outputs.named(&row)))
@@ -351,10 +369,14 @@ impl PluginVersion {
 /// Validates a score: it must be finite, and so must every reason weight.
 fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
     if !s.value.is_finite() {
-        return Err(CallError::InvalidOutput { message: format!("score is {}, not a finite number", s.value) });
+        return Err(CallError::InvalidOutput {
+            message: format!("score is {}, not a finite number", s.value),
+        });
     }
     if let Some(r) = s.reasons.iter().find(|r| !r.weight.is_finite()) {
-        return Err(CallError::InvalidOutput { message: format!("reason `{}` has weight {}", r.code, r.weight) });
+        return Err(CallError::InvalidOutput {
+            message: format!("reason `{}` has weight {}", r.code, r.weight),
+        });
     }
     Ok(Scored { score: s.value, reasons: s.reasons.into_iter().map(|r| (r.code, r.weight)).collect() })
 }

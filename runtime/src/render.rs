@@ -7,7 +7,8 @@ use crate::plugin::{Outcome, PluginVersion, Scored};
 
 /// `{"score", "reasons":[{"code","weight"}]}` of one scored row.
 pub fn scored(s: &Scored) -> Json {
-    let reasons: Vec<Json> = s.reasons.iter().map(|(code, weight)| json!({"code": code, "weight": weight})).collect();
+    let reasons: Vec<Json> =
+        s.reasons.iter().map(|(code, weight)| json!({"code": code, "weight": weight})).collect();
     json!({"score": s.score, "reasons": reasons})
 }
 
@@ -33,7 +34,11 @@ pub fn extract_response(v: &PluginVersion, out: &Outcome<Map<String, Json>>) -> 
 }
 
 /// `{"results":[…]}` of a batch: each entry a result or an `error` object, in order.
-pub fn batch_response<T>(v: &PluginVersion, out: &Outcome<Vec<Result<T, CallError>>>, one: impl Fn(&T) -> Json) -> Json {
+pub fn batch_response<T>(
+    v: &PluginVersion,
+    out: &Outcome<Vec<Result<T, CallError>>>,
+    one: impl Fn(&T) -> Json,
+) -> Json {
     let results: Vec<Json> = out.value.iter().map(|r| r.as_ref().map_or_else(error, &one)).collect();
     let mut body = identity(v, out.fuel_used, out.elapsed.as_micros() as u64);
     body.insert("results".into(), Json::Array(results));
@@ -52,9 +57,7 @@ fn identity(v: &PluginVersion, fuel_used: u64, elapsed_us: u64) -> Map<String, J
 /// World, metadata and limits of a loaded version (`inspect`, `GET /v1/plugins/{name}`).
 pub fn describe(v: &PluginVersion) -> Json {
     let m = v.metadata();
-    let spec = |f: &crate::bindings::types::FieldSpec| {
-        json!({"name": f.name, "kind": kind(f.kind), "required": f.required, "doc": f.doc})
-    };
+    let spec = |f: &crate::bindings::types::FieldSpec| json!({"name": f.name, "kind": kind(f.kind), "required": f.required, "doc": f.doc});
     let limits = v.limits();
     json!({
         "name": v.manifest().name,

@@ -23,7 +23,8 @@ impl Runtime {
     /// A runtime with an instance pool of `pool` and, if given, a compiled cache.
     pub fn new(pool: PoolSize, cache: Option<ComponentCache>) -> Result<Self, LoadError> {
         let engine = HostEngine::new(pool).map_err(|e| LoadError::engine("creating the engine", e))?;
-        let linker = host::linker(engine.engine()).map_err(|e| LoadError::engine("building the linker", e))?;
+        let linker =
+            host::linker(engine.engine()).map_err(|e| LoadError::engine("building the linker", e))?;
         Ok(Self { engine, linker, cache })
     }
 

@@ -57,8 +57,9 @@ pub fn preinitialize(
     input: &InitInput<'_>,
 ) -> Result<Vec<u8>, LoadError> {
     let wizer = Wizer::new();
-    let (cx, instrumented) =
-        wizer.instrument_component(wasm).map_err(|e| LoadError::engine("instrumenting for pre-initialisation", e))?;
+    let (cx, instrumented) = wizer
+        .instrument_component(wasm)
+        .map_err(|e| LoadError::engine("instrumenting for pre-initialisation", e))?;
     let component = Component::new(engine.engine(), &instrumented)
         .map_err(|e| LoadError::engine("compiling the instrumented component", e))?;
     host::check_imports(engine.engine(), &component)?;
@@ -69,7 +70,8 @@ pub fn preinitialize(
         wasi.preopened_dir(dir, "/model", FsPerms::ReadOnly)
             .map_err(|e| LoadError::engine("opening the model directory", e))?;
     }
-    let mut store = Store::new(engine.engine(), HostState::new(input.plugin.clone(), input.memory_limit, wasi));
+    let mut store =
+        Store::new(engine.engine(), HostState::new(input.plugin.clone(), input.memory_limit, wasi));
     store.limiter(|s| &mut s.limiter);
     store.set_fuel(INIT_FUEL).map_err(|e| LoadError::engine("setting fuel", e))?;
     store.set_epoch_deadline(HostEngine::deadline_ticks(INIT_DEADLINE));
@@ -151,7 +153,12 @@ impl Access<'_> {
 }
 
 impl ComponentInstanceState for Access<'_> {
-    async fn call_func_ret_list_u8(&mut self, instance: &str, func: &str, contents: impl FnOnce(&[u8]) + Send) {
+    async fn call_func_ret_list_u8(
+        &mut self,
+        instance: &str,
+        func: &str,
+        contents: impl FnOnce(&[u8]) + Send,
+    ) {
         match self.call::<WasmList<u8>>(instance, func) {
             Some(list) => contents(list.as_le_slice(&*self.store)),
             None => contents(&[]),

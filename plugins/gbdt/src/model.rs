@@ -85,7 +85,9 @@ impl Ensemble {
         let doc: Value = serde_json::from_slice(bytes).or_else(|e| err(format!("not JSON: {e}")))?;
         let learner = &doc["learner"];
         if learner.is_null() {
-            return err("no `learner` object: not an XGBoost JSON model (save it with Booster.save_model(\"model.json\"))");
+            return err(
+                "no `learner` object: not an XGBoost JSON model (save it with Booster.save_model(\"model.json\"))",
+            );
         }
         let objective = match learner["objective"]["name"].as_str() {
             Some("binary:logistic") => Objective::BinaryLogistic,
@@ -129,7 +131,9 @@ impl Ensemble {
             .collect::<Result<Vec<_>, _>>()?;
 
         let feature_names: Vec<String> = match learner.get("feature_names").and_then(Value::as_array) {
-            Some(names) if !names.is_empty() => names.iter().map(|n| n.as_str().unwrap_or("").to_owned()).collect(),
+            Some(names) if !names.is_empty() => {
+                names.iter().map(|n| n.as_str().unwrap_or("").to_owned()).collect()
+            }
             _ => (0..num_feature).map(|i| format!("f{i}")).collect(),
         };
         if feature_names.len() != num_feature {
@@ -203,7 +207,8 @@ fn tree(t: RawTree, num_feature: usize) -> Result<Vec<Node>, ModelError> {
     if n == 0 {
         return err("has no nodes");
     }
-    let same = [t.right_children.len(), t.split_indices.len(), t.split_conditions.len(), t.default_left.len()];
+    let same =
+        [t.right_children.len(), t.split_indices.len(), t.split_conditions.len(), t.default_left.len()];
     if same.iter().any(|&len| len != n) {
         return err("node arrays have different lengths");
     }

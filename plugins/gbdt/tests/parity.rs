@@ -29,17 +29,27 @@ fn predictions_match_xgboost() {
     for dir in dirs {
         let model = Ensemble::from_json(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
         let cases: Value = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
-        let names: Vec<&str> = cases["feature_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            cases["feature_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
         assert_eq!(model.feature_names, names, "{}", dir.display());
         let mut missing = 0;
-        for (row, expected) in cases["rows"].as_array().unwrap().iter().zip(cases["expected"].as_array().unwrap()) {
-            let x: Vec<f64> = row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+        for (row, expected) in
+            cases["rows"].as_array().unwrap().iter().zip(cases["expected"].as_array().unwrap())
+        {
+            let x: Vec<f64> =
+                row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
             missing += x.iter().filter(|v| v.is_nan()).count();
             let (got, want) = (model.predict(&x), expected.as_f64().unwrap());
             match model.objective {
-                Objective::BinaryLogistic => assert!((got - want).abs() <= 1e-6, "{}: {got} vs {want}", dir.display()),
+                Objective::BinaryLogistic => {
+                    assert!((got - want).abs() <= 1e-6, "{}: {got} vs {want}", dir.display())
+                }
                 Objective::SquaredError => {
-                    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{}: {got} vs {want}", dir.display())
+                    assert!(
+                        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                        "{}: {got} vs {want}",
+                        dir.display()
+                    )
                 }
             }
         }

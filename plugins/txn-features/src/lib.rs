@@ -29,15 +29,20 @@ pub struct TxnFeatures {
 
 impl Extractor for TxnFeatures {
     fn init(config: &Config) -> Result<Self> {
-        let usd_rates: HashMap<String, f64> =
-            config.json("usd_rates")?.ok_or_else(|| PluginError::internal("config `usd_rates` is required"))?;
+        let usd_rates: HashMap<String, f64> = config
+            .json("usd_rates")?
+            .ok_or_else(|| PluginError::internal("config `usd_rates` is required"))?;
         if let Some((c, r)) = usd_rates.iter().find(|(_, r)| !(r.is_finite() && **r > 0.0)) {
             return Err(PluginError::internal(format!("usd_rates.{c} = {r} must be a positive number")));
         }
         let lower = |v: Vec<String>| v.into_iter().map(|d| d.to_ascii_lowercase()).collect();
         Ok(TxnFeatures {
             usd_rates,
-            high_risk_mcc: config.json::<Vec<i64>>("high_risk_mcc")?.unwrap_or_default().into_iter().collect(),
+            high_risk_mcc: config
+                .json::<Vec<i64>>("high_risk_mcc")?
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
             free_domains: lower(config.json("free_email_domains")?.unwrap_or_default()),
             disposable_domains: lower(config.json("disposable_email_domains")?.unwrap_or_default()),
         })
@@ -70,7 +75,9 @@ impl Extractor for TxnFeatures {
     fn extract(&self, e: &Features, out: &mut Output) -> Result<()> {
         let amount = e.float("amount")?;
         if !(amount >= 0.0 && amount.is_finite()) {
-            return Err(PluginError::invalid_input(format!("`amount` must be a finite number >= 0, got {amount}")));
+            return Err(PluginError::invalid_input(format!(
+                "`amount` must be a finite number >= 0, got {amount}"
+            )));
         }
         let currency = e.text("currency")?.to_ascii_uppercase();
         let rate = self
@@ -105,8 +112,9 @@ impl Extractor for TxnFeatures {
         out.set("mcc_high_risk", e.int_opt("mcc")?.map(|m| self.high_risk_mcc.contains(&m)))?;
 
         if let Some(ip) = e.text_opt("ip")? {
-            let ip: IpAddr =
-                ip.parse().map_err(|_| PluginError::invalid_input(format!("`ip` {ip:?} is not an IP address")))?;
+            let ip: IpAddr = ip
+                .parse()
+                .map_err(|_| PluginError::invalid_input(format!("`ip` {ip:?} is not an IP address")))?;
             let private = match ip {
                 IpAddr::V4(v4) => v4.is_private() || v4.is_loopback() || v4.is_link_local(),
                 IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,

@@ -32,7 +32,9 @@ enum Input {
 fn parse_input(raw: &str) -> anyhow::Result<Input> {
     let text = match raw {
         "-" => std::io::read_to_string(std::io::stdin()).context("reading the input from stdin")?,
-        s if s.starts_with('@') => std::fs::read_to_string(&s[1..]).with_context(|| format!("reading {}", &s[1..]))?,
+        s if s.starts_with('@') => {
+            std::fs::read_to_string(&s[1..]).with_context(|| format!("reading {}", &s[1..]))?
+        }
         s => s.to_owned(),
     };
     let json: Json = serde_json::from_str(&text).context("--input is not valid JSON")?;
@@ -69,10 +71,12 @@ pub fn run(runtime: &Runtime, args: CallArgs) -> anyhow::Result<ExitCode> {
     let deadline = args.deadline_ms.map(Duration::from_millis);
 
     let result = match (version.manifest().world, input) {
-        (World::Scorer, Input::One(f)) => version.score(&f, deadline).map(|o| render::score_response(&version, &o)),
-        (World::Scorer, Input::Batch(rows)) => version
-            .score_batch(&rows, deadline)
-            .map(|o| render::batch_response(&version, &o, render::scored)),
+        (World::Scorer, Input::One(f)) => {
+            version.score(&f, deadline).map(|o| render::score_response(&version, &o))
+        }
+        (World::Scorer, Input::Batch(rows)) => {
+            version.score_batch(&rows, deadline).map(|o| render::batch_response(&version, &o, render::scored))
+        }
         (World::Extractor, Input::One(e)) => {
             version.extract(&e, deadline).map(|o| render::extract_response(&version, &o))
         }

@@ -17,7 +17,8 @@ fn wasm_predictions_match_xgboost() {
             let dir = copy_with("gbdt", |m| m);
             std::fs::copy(case.join("model.json"), dir.path().join("model/model.json")).unwrap();
             let v = runtime().load(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
-            let cases: Value = serde_json::from_slice(&std::fs::read(case.join("cases.json")).unwrap()).unwrap();
+            let cases: Value =
+                serde_json::from_slice(&std::fs::read(case.join("cases.json")).unwrap()).unwrap();
             let names = cases["feature_names"].as_array().unwrap();
             let regression = cases["objective"] == "reg:squarederror";
             let rows: Vec<Map<String, Value>> = cases["rows"]

@@ -17,7 +17,8 @@ fn infinite_loop_runs_out_of_fuel() {
 #[test]
 fn infinite_loop_hits_the_deadline_when_fuel_is_ample() {
     let dir = copy_with("hostile-loop", |m| {
-        m.replace("fuel = 5_000_000", "fuel = 10_000_000_000").replace("deadline_ms = 1000", "deadline_ms = 30")
+        m.replace("fuel = 5_000_000", "fuel = 10_000_000_000")
+            .replace("deadline_ms = 1000", "deadline_ms = 30")
     });
     let v = runtime().load(dir.path()).unwrap();
     let started = Instant::now();
@@ -30,11 +31,14 @@ fn infinite_loop_hits_the_deadline_when_fuel_is_ample() {
 #[test]
 fn a_request_deadline_only_tightens() {
     let dir = copy_with("hostile-loop", |m| {
-        m.replace("fuel = 5_000_000", "fuel = 10_000_000_000").replace("deadline_ms = 1000", "deadline_ms = 200")
+        m.replace("fuel = 5_000_000", "fuel = 10_000_000_000")
+            .replace("deadline_ms = 1000", "deadline_ms = 200")
     });
     let v = runtime().load(dir.path()).unwrap();
     let e = v.score(&obj(json!({})), Some(Duration::from_millis(10))).unwrap_err();
-    assert!(matches!(e, scorehost::CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(10)));
+    assert!(
+        matches!(e, scorehost::CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(10))
+    );
     let e = v.score(&obj(json!({})), Some(Duration::from_secs(50))).unwrap_err();
     assert!(
         matches!(e, scorehost::CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(200)),

@@ -83,9 +83,12 @@ fn manifest_and_metadata_must_agree() {
 
 #[test]
 fn init_error_from_config_is_a_plugin_error() {
-    let dir = copy_with("logreg", |m| m.replace("model_file = \"weights.json\"", "model_file = \"nope.json\""));
+    let dir =
+        copy_with("logreg", |m| m.replace("model_file = \"weights.json\"", "model_file = \"nope.json\""));
     match load_err(dir.path()) {
-        LoadError::Init(CallError::PluginError { message }) => assert!(message.contains("nope.json"), "{message}"),
+        LoadError::Init(CallError::PluginError { message }) => {
+            assert!(message.contains("nope.json"), "{message}")
+        }
         other => panic!("expected Init(PluginError), got {other}"),
     }
 }
@@ -105,7 +108,9 @@ fn trap_during_init_fails_the_load() {
 #[test]
 fn a_restart_loads_from_the_compiled_cache() {
     let cache_dir = tempfile::tempdir().unwrap();
-    let fresh = || Runtime::new(PoolSize { instances: 4 }, Some(ComponentCache::new(cache_dir.path()).unwrap())).unwrap();
+    let fresh = || {
+        Runtime::new(PoolSize { instances: 4 }, Some(ComponentCache::new(cache_dir.path()).unwrap())).unwrap()
+    };
     let first = fresh().load(&staged("gbdt")).unwrap();
     assert!(!first.from_cache());
     // A new runtime (a restart) with the same cache dir does not recompile.
