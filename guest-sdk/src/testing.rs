@@ -103,6 +103,13 @@ impl<T> Harness<T> {
                     spec.name
                 )));
             }
+            // The host's coercions: a bool feeds a float input as 0/1, an
+            // integral float feeds an int input.
+            let value = match (spec.kind, value) {
+                (Kind::Float, Value::Bool(b)) => Value::Float(f64::from(u8::from(b))),
+                (Kind::Int, Value::Float(x)) if x.fract() == 0.0 => Value::Int(x as i64),
+                (_, v) => v,
+            };
             let mut out = crate::features::Output::new(layout);
             out.set(&spec.name, value).map_err(|_| {
                 PluginError::invalid_input(format!("field `{}` must be {:?}", spec.name, spec.kind))

@@ -21,6 +21,7 @@ const PLUGINS: &[&str] = &[
     "hostile-panic",
     "fs-probe",
     "net-import",
+    "slow",
 ];
 
 fn main() {

@@ -7,17 +7,22 @@
 //!   on disk ([`cache`]);
 //! - every call runs in a fresh instance on the one shared [`engine`], with the
 //!   budgets of [`limits`] and only the imports of [`host`];
-//! - failures come back as the typed errors of [`error`].
+//! - failures come back as the typed errors of [`error`];
+//! - [`registry`] maps names to live versions, [`pipeline`] chains extractors
+//!   into a scorer, and [`http`] serves it all.
 
 pub mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod http;
 pub mod layout;
 pub mod limits;
 pub mod manifest;
+pub mod pipeline;
 pub mod plugin;
+pub mod registry;
 pub mod render;
 mod runtime;
 pub mod snapshot;

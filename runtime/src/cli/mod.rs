@@ -2,6 +2,7 @@
 
 mod call;
 mod inspect;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Command {
     Call(call::CallArgs),
     /// Print a plugin's world, metadata and limits.
     Inspect(inspect::InspectArgs),
+    /// Serve plugins over HTTP (the bundled examples by default).
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command; the exit code is 1 when the call failed.
@@ -42,10 +45,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let dir = args.cache_dir.unwrap_or_else(ComponentCache::default_dir);
         Some(ComponentCache::new(&dir).with_context(|| format!("creating the cache dir {}", dir.display()))?)
     };
-    let runtime = Runtime::new(PoolSize { instances: 16 }, cache)?;
+    let pool = match &args.command {
+        Command::Serve(_) => PoolSize::default(),
+        _ => PoolSize { instances: 16 },
+    };
+    let runtime = Runtime::new(pool, cache)?;
     match args.command {
         Command::Call(a) => call::run(&runtime, a),
         Command::Inspect(a) => inspect::run(&runtime, a),
+        Command::Serve(a) => serve::run(&runtime, a).map(|()| ExitCode::SUCCESS),
     }
 }
 

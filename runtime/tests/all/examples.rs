@@ -56,6 +56,19 @@ fn config_reaches_init() {
 }
 
 #[test]
+fn imputed_features_may_be_missing() {
+    let v = load("logreg");
+    let mut f = logreg_features();
+    f.as_object_mut().unwrap().remove("is_night");
+    f["cross_border"] = serde_json::Value::Null;
+    let mut expected = logreg_features();
+    expected["is_night"] = json!(0.0);
+    expected["cross_border"] = json!(0.0);
+    let out = v.score(&obj(f), None).unwrap();
+    assert!((out.value.score - logreg_expected(&expected)).abs() < 1e-12);
+}
+
+#[test]
 fn state_does_not_survive_between_calls() {
     // Same input, same answer, same fuel: each call starts from the snapshot.
     let v = load("logreg");
@@ -67,7 +80,8 @@ fn state_does_not_survive_between_calls() {
 
 #[test]
 fn missing_and_mistyped_inputs_are_invalid_input_naming_the_field() {
-    let v = load("logreg");
+    let strict = copy_with("logreg", |m| m.replace("impute_missing = true", "impute_missing = false"));
+    let v = runtime().load(strict.path()).unwrap();
     let mut f = logreg_features();
     f.as_object_mut().unwrap().remove("is_night");
     let e = v.score(&obj(f), None).unwrap_err();
@@ -126,7 +140,7 @@ fn batch_keeps_order_and_isolates_bad_rows() {
         f["amount_usd_log"] = json!(i as f64);
         rows.push(obj(f));
     }
-    rows[2].remove("ip_private");
+    rows[2].insert("ip_private".into(), json!("not a number"));
     let out = v.score_batch(&rows, None).unwrap();
     assert_eq!(out.value.len(), 5);
     for (i, r) in out.value.iter().enumerate() {

@@ -2,8 +2,12 @@
 //! tests/all). Every plugin used here is built from source in `plugins/` by the
 //! scorehost-plugin-artifacts build script.
 
+mod cli;
 mod examples;
 mod gbdt;
+mod http;
+mod http_openapi;
+mod http_socket;
 mod limits;
 mod load;
 mod sandbox;

@@ -1,0 +1,163 @@
+//! `scorehost serve`: every plugin behind one HTTP endpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use scorehost::http::{App, CallMode, ServerConfig, server};
+use scorehost::pipeline::Pipelines;
+use scorehost::registry::Registry;
+use scorehost::{PluginVersion, Runtime};
+
+/// The bundled examples `serve` loads when no `--plugins` is given.
+const EXAMPLES: &[&str] = &["txn-features", "logreg", "gbdt"];
+
+/// The pipeline served with the bundled examples.
+const EXAMPLE_PIPELINES: &str = r#"
+[pipelines.fraud]
+extractors = ["txn-features"]
+scorer = "logreg"
+"#;
+
+/// Where wasm calls run (see `scorehost::http::CallMode`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    Blocking,
+    InPlace,
+}
+
+/// Arguments of `scorehost serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// A directory of plugin directories (each with a plugin.toml). Default: the
+    /// bundled examples txn-features, logreg and gbdt, with a `fraud` pipeline.
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Pipelines file [default: <plugins>/pipelines.toml if present].
+    #[arg(long)]
+    pipelines: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Most plugin calls in flight; beyond, 503 with Retry-After.
+    #[arg(long, default_value_t = 128)]
+    max_in_flight: usize,
+    /// Seconds a client has to send its request headers.
+    #[arg(long, default_value_t = 5)]
+    header_timeout_secs: u64,
+    /// Seconds a graceful shutdown waits for in-flight requests.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace_secs: u64,
+    /// Where wasm calls run: the blocking pool (default) or in place on the async worker.
+    #[arg(long, value_enum, default_value = "blocking")]
+    call_mode: Mode,
+}
+
+fn plugin_dirs(args: &ServeArgs) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(root) = &args.plugins else {
+        return Ok(EXAMPLES
+            .iter()
+            .map(|name| super::resolve_plugin(Path::new(name)))
+            .collect::<Result<_, _>>()?);
+    };
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .with_context(|| format!("reading {}", root.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("plugin.toml").is_file())
+        .collect();
+    dirs.sort();
+    if dirs.is_empty() {
+        bail!("{} holds no plugin directories (subdirectories with a plugin.toml)", root.display());
+    }
+    Ok(dirs)
+}
+
+fn pipelines_text(args: &ServeArgs) -> anyhow::Result<String> {
+    let file = match (&args.pipelines, &args.plugins) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(root)) => Some(root.join("pipelines.toml")).filter(|f| f.is_file()),
+        (None, None) => return Ok(EXAMPLE_PIPELINES.to_owned()),
+    };
+    match file {
+        Some(f) => std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display())),
+        None => Ok(String::new()),
+    }
+}
+
+/// Loads every plugin (all must load), validates the pipelines and serves until
+/// SIGTERM or Ctrl-C, then drains gracefully.
+pub fn run(runtime: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
+    let dirs = plugin_dirs(&args)?;
+    let mut versions: Vec<PluginVersion> = Vec::new();
+    let mut failures = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let started = Instant::now();
+        match runtime.load(dir) {
+            Ok(v) => {
+                let how = if v.from_cache() { "from cache" } else { "compiled" };
+                tracing::info!(
+                    "[{}/{}] loaded {} ({how}) in {:.0} ms",
+                    i + 1,
+                    dirs.len(),
+                    v.label(),
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+                versions.push(v);
+            }
+            Err(e) => failures.push(format!("{}: {e}", dir.display())),
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{} plugin(s) failed to load:\n  {}", failures.len(), failures.join("\n  "));
+    }
+    let registry = Arc::new(Registry::new(versions));
+    let pipelines = Pipelines::parse(&pipelines_text(&args)?, &registry)
+        .map_err(|e| anyhow::anyhow!("invalid pipelines: {e}"))?;
+    let config = ServerConfig {
+        max_body_bytes: args.max_body_bytes,
+        max_in_flight: args.max_in_flight,
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        call_mode: match args.call_mode {
+            Mode::Blocking => CallMode::Blocking,
+            Mode::InPlace => CallMode::InPlace,
+        },
+    };
+    let app = App::new(registry, pipelines, config);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.addr)
+            .await
+            .with_context(|| format!("binding {}", args.addr))?;
+        tracing::info!("serving {} plugin(s) on http://{}", app.registry.len(), listener.local_addr()?);
+        server::serve(listener, app, shutdown_signal()).await.context("serving")
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}

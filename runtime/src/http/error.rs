@@ -1,0 +1,103 @@
+//! Every error the HTTP surface returns, and — in exactly one place,
+//! [`ApiError::status`] — the HTTP status of each kind.
+//!
+//! Handlers return `Result<_, ApiError>` and use `?`; the body is always
+//! `{"error":{"kind","message"}}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{CallError, ErrorKind};
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request itself is malformed: bad JSON, wrong shape, bad header.
+    #[error("{0}")]
+    Malformed(String),
+    /// The body is not JSON (by its content type).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is over the size limit.
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// No such plugin or pipeline.
+    #[error("{0}")]
+    NotFound(String),
+    /// No route for this path.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// The route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Every in-flight slot is taken; retry after a moment.
+    #[error("too many requests in flight ({limit}); retry shortly")]
+    Overloaded {
+        /// The in-flight limit.
+        limit: usize,
+    },
+    /// The server is shutting down or not ready.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The plugin call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl ApiError {
+    /// The stable machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::Malformed(_) => "malformed_request",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::TooLarge { .. } => "body_too_large",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::NoRoute(_) => "no_route",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Overloaded { .. } => "overloaded",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Call(e) => e.kind().as_str(),
+        }
+    }
+
+    /// The one error → status map of the HTTP surface (see DESIGN.md §4).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Call(e) => call_status(e.kind()),
+        }
+    }
+}
+
+/// The status of a plugin-call failure.
+pub fn call_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
+        // The plugin's fault: budgets, traps, its own errors, unusable output.
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({"error": {"kind": self.kind(), "message": self.to_string()}});
+        let mut response =
+            (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,138 @@
+//! The server over real sockets: HTTP/1.1 and HTTP/2 (h2c) against the
+//! `scorehost serve` binary, the header-read timeout, and graceful shutdown.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use scorehost::http::{ServerConfig, server};
+use serde_json::Value;
+
+use crate::http::{FRAUD, app, logreg_body};
+
+/// `scorehost serve` on an ephemeral port; killed on drop.
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve_binary(cache: &std::path::Path) -> Served {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_scorehost"))
+        .args(["--cache-dir", cache.to_str().unwrap(), "serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("on http://").nth(1) {
+            let addr = rest.trim().parse().unwrap();
+            return Served { child, addr };
+        }
+        assert!(Instant::now() < deadline, "serve did not start");
+    }
+    panic!("serve exited before listening");
+}
+
+async fn post_json(addr: SocketAddr, http2: bool, path: &str, body: &Value) -> (u16, Value) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let io = TokioIo::new(stream);
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .header("host", addr.to_string())
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let res = if http2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await.unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        send.send_request(req).await.unwrap()
+    };
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_bundled_examples_over_http1_and_h2c() {
+    let cache = tempfile::tempdir().unwrap();
+    let served = serve_binary(cache.path());
+    for http2 in [false, true] {
+        let (status, json) = post_json(served.addr, http2, "/v1/plugins/logreg/score", &logreg_body()).await;
+        assert_eq!(status, 200, "http2={http2}: {json}");
+        assert_eq!(json["plugin"], "logreg");
+        let event = serde_json::json!({"event": {"amount": 10, "currency": "USD", "timestamp": 0}});
+        let (status, json) = post_json(served.addr, http2, "/v1/pipelines/fraud", &event).await;
+        assert_eq!(status, 200, "http2={http2}: {json}");
+    }
+    let (status, _) =
+        post_json(served.addr, false, "/v1/plugins/gbdt/score", &serde_json::json!({"features": {}})).await;
+    assert_eq!(status, 200, "gbdt with every feature missing still scores");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off_by_the_header_timeout() {
+    let cfg = ServerConfig { header_read_timeout: Duration::from_millis(300), ..ServerConfig::default() };
+    let app = app(&["logreg"], cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"POST /v1/plugins/logreg/score HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finishes
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf); // returns when the server closes the connection
+        started.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(closed < Duration::from_secs(5), "connection held for {closed:?}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_and_refuses_new() {
+    let app = app(&["slow", "txn-features", "logreg"], ServerConfig::default());
+    assert!(scorehost::pipeline::Pipelines::parse(FRAUD, &app.registry).is_ok());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, app.clone(), async {
+        let _ = stopped.await;
+    }));
+    let in_flight = tokio::spawn(async move {
+        post_json(addr, false, "/v1/plugins/slow/score", &serde_json::json!({"features": {"ms": 500}})).await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let _ = stop.send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(app.is_draining());
+    assert!(TcpStream::connect(addr).is_err(), "new connections must be refused while draining");
+    let (status, json) = in_flight.await.unwrap();
+    assert_eq!(status, 200, "the in-flight request must finish: {json}");
+    assert_eq!(json["score"], 500.0);
+    server.await.unwrap().unwrap();
+}
