@@ -60,10 +60,7 @@ pub struct ServeArgs {
 
 fn plugin_dirs(args: &ServeArgs) -> anyhow::Result<Vec<PathBuf>> {
     let Some(root) = &args.plugins else {
-        return Ok(EXAMPLES
-            .iter()
-            .map(|name| super::resolve_plugin(Path::new(name)))
-            .collect::<Result<_, _>>()?);
+        return EXAMPLES.iter().map(|name| super::resolve_plugin(Path::new(name))).collect();
     };
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
         .with_context(|| format!("reading {}", root.display()))?

@@ -37,15 +37,24 @@ fn serve_binary(cache: &std::path::Path) -> Served {
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(120);
-    for line in stderr.lines() {
-        let line = line.unwrap();
+    let mut addr = None;
+    for line in stderr.lines().map_while(Result::ok) {
         if let Some(rest) = line.split("on http://").nth(1) {
-            let addr = rest.trim().parse().unwrap();
-            return Served { child, addr };
+            addr = rest.trim().parse().ok();
+            break;
         }
-        assert!(Instant::now() < deadline, "serve did not start");
+        if Instant::now() > deadline {
+            break;
+        }
     }
-    panic!("serve exited before listening");
+    match addr {
+        Some(addr) => Served { child, addr },
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("scorehost serve did not start listening");
+        }
+    }
 }
 
 async fn post_json(addr: SocketAddr, http2: bool, path: &str, body: &Value) -> (u16, Value) {
