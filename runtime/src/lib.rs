@@ -19,6 +19,7 @@ pub mod host;
 pub mod http;
 pub mod layout;
 pub mod limits;
+pub mod load;
 pub mod manifest;
 pub mod pipeline;
 pub mod plugin;

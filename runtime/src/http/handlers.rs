@@ -14,6 +14,7 @@ use serde_json::{Value as Json, json};
 use super::App;
 use super::codec::{Payload, payload, read_json};
 use super::error::ApiError;
+use crate::error::CallError;
 use crate::pipeline;
 use crate::plugin::PluginVersion;
 use crate::render;
@@ -44,6 +45,24 @@ fn plugin(app: &App, name: &str) -> Result<Arc<PluginVersion>, ApiError> {
     app.registry.get(name).ok_or_else(|| ApiError::NotFound(format!("no plugin named `{name}` is loaded")))
 }
 
+/// The shared shape of `score` and `extract`: resolve the plugin, read the
+/// deadline and the body (`key` for one row, `instances` for a batch), run the
+/// call in an in-flight slot, answer 200 with its JSON.
+async fn call_plugin(
+    app: Arc<App>,
+    name: String,
+    headers: HeaderMap,
+    body: Body,
+    key: &'static str,
+    call: impl FnOnce(&PluginVersion, Payload, Option<Duration>) -> Result<Json, CallError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let version = plugin(&app, &name)?;
+    let deadline = request_deadline(&headers)?;
+    let body = payload(read_json(&headers, body, app.config.max_body_bytes).await?, key)?;
+    let json = app.run(move || call(&version, body, deadline)).await?;
+    Ok(json_response(StatusCode::OK, &json, Some(&name)))
+}
+
 /// `POST /v1/plugins/{name}/score`: one row (`features`) or a batch (`instances`).
 pub async fn score(
     State(app): State<Arc<App>>,
@@ -51,19 +70,13 @@ pub async fn score(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = plugin(&app, &name)?;
-    let deadline = request_deadline(&headers)?;
-    let body = payload(read_json(&headers, body, app.config.max_body_bytes).await?, "features")?;
-    let v = version.clone();
-    let json = app
-        .run(move || match body {
-            Payload::One(f) => v.score(&f, deadline).map(|o| render::score_response(&v, &o)),
-            Payload::Batch(rows) => {
-                v.score_batch(&rows, deadline).map(|o| render::batch_response(&v, &o, render::scored))
-            }
-        })
-        .await?;
-    Ok(json_response(StatusCode::OK, &json, Some(&name)))
+    call_plugin(app, name, headers, body, "features", |v, body, deadline| match body {
+        Payload::One(f) => v.score(&f, deadline).map(|o| render::score_response(v, &o)),
+        Payload::Batch(rows) => {
+            v.score_batch(&rows, deadline).map(|o| render::batch_response(v, &o, render::scored))
+        }
+    })
+    .await
 }
 
 /// `POST /v1/plugins/{name}/extract`: one event (`event`) or a batch (`instances`).
@@ -73,19 +86,13 @@ pub async fn extract(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let version = plugin(&app, &name)?;
-    let deadline = request_deadline(&headers)?;
-    let body = payload(read_json(&headers, body, app.config.max_body_bytes).await?, "event")?;
-    let v = version.clone();
-    let json = app
-        .run(move || match body {
-            Payload::One(e) => v.extract(&e, deadline).map(|o| render::extract_response(&v, &o)),
-            Payload::Batch(rows) => v
-                .extract_batch(&rows, deadline)
-                .map(|o| render::batch_response(&v, &o, |f| json!({ "features": f }))),
-        })
-        .await?;
-    Ok(json_response(StatusCode::OK, &json, Some(&name)))
+    call_plugin(app, name, headers, body, "event", |v, body, deadline| match body {
+        Payload::One(e) => v.extract(&e, deadline).map(|o| render::extract_response(v, &o)),
+        Payload::Batch(rows) => v
+            .extract_batch(&rows, deadline)
+            .map(|o| render::batch_response(v, &o, |f| json!({ "features": f }))),
+    })
+    .await
 }
 
 /// `POST /v1/pipelines/{name}`: event → extractors → scorer. `"return_features":
@@ -111,10 +118,9 @@ pub async fn run_pipeline(
     let Payload::One(event) = payload(body, "event")? else {
         return Err(ApiError::Malformed("pipelines take one `event` per request".into()));
     };
-    let app2 = app.clone();
-    let run =
-        app.run(move || pipeline::run(&spec, &app2.registry, &event, deadline).map(|r| (spec, r))).await?;
-    let (spec, run) = run;
+    let registry = app.registry.clone();
+    let (spec, run) =
+        app.run(move || pipeline::run(&spec, &registry, &event, deadline).map(|r| (spec, r))).await?;
     let mut answer = json!({
         "pipeline": name,
         "scorer": spec.scorer,

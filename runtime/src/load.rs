@@ -1,0 +1,151 @@
+//! Loading a plugin version, once, off the request path: manifest → component
+//! → import and world checks → `init` + snapshot (or the compiled cache) →
+//! `InstancePre` → `describe()` → name → slot layouts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+use wasmtime::component::{Component, Linker};
+
+use crate::bindings::types::Metadata;
+use crate::bindings::{extractor, scorer};
+use crate::cache::{self, ComponentCache};
+use crate::engine::HostEngine;
+use crate::error::LoadError;
+use crate::host::HostState;
+use crate::layout::Layout;
+use crate::limits::Limits;
+use crate::manifest::{Manifest, World};
+use crate::plugin::{Instances, PluginVersion, Pre};
+use crate::snapshot::{self, InitInput};
+
+fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LoadError {
+    let path = path.into();
+    move |source| LoadError::Io { path, source }
+}
+
+impl PluginVersion {
+    /// Loads the plugin directory `dir` (manifest, component, model dir), reading
+    /// through a cap-std `Dir` so nothing outside it is reachable.
+    pub fn load(
+        engine: &Arc<HostEngine>,
+        linker: &Linker<HostState>,
+        dir: &Path,
+        cache: Option<&ComponentCache>,
+    ) -> Result<Self, LoadError> {
+        let root = Dir::open_ambient_dir(dir, ambient_authority()).map_err(io(dir))?;
+        let manifest_path = dir.join("plugin.toml");
+        let text = root.read_to_string("plugin.toml").map_err(io(&manifest_path))?;
+        let manifest =
+            Manifest::parse(&text).map_err(|message| LoadError::Manifest { path: manifest_path, message })?;
+        let component_path = dir.join(&manifest.component);
+        let wasm = root.read(&manifest.component).map_err(io(&component_path))?;
+        let model_dir = match &manifest.model_dir {
+            Some(d) => {
+                // Opened through the plugin's Dir: a symlink or path escaping it fails here.
+                root.open_dir(d).map_err(io(dir.join(d)))?;
+                Some(dir.join(d))
+            }
+            None => None,
+        };
+        let config = manifest.config_entries();
+        let limits = manifest.limits();
+        let label: Arc<str> = format!("{}@{}", manifest.name, manifest.version).into();
+
+        let key = cache::key(engine.engine(), manifest.world, &wasm, &config, model_dir.as_deref())
+            .map_err(io(dir))?;
+        let cached = cache.and_then(|c| c.get(engine.engine(), &key));
+        let from_cache = cached.is_some();
+        let component = match cached {
+            Some(component) => component,
+            None => {
+                check_component(&wasm, &component_path)?;
+                let input = InitInput {
+                    plugin: label.clone(),
+                    world: manifest.world,
+                    config: &config,
+                    model_dir: model_dir.as_deref(),
+                    memory_limit: limits.memory_bytes,
+                };
+                let snapshot = snapshot::preinitialize(engine, linker, &wasm, &input)?;
+                let component = Component::new(engine.engine(), &snapshot)
+                    .map_err(|e| LoadError::engine("compiling the initialised component", e))?;
+                if let Some(cache) = cache
+                    && let Err(e) = cache.put(&key, &component)
+                {
+                    tracing::warn!(plugin = &*label, "cannot write the compiled cache: {e}");
+                }
+                component
+            }
+        };
+
+        // Cheap, and keeps the message that names both worlds even on a cache hit.
+        crate::host::check_exports(engine.engine(), &component, manifest.world)?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| wrong_world(manifest.world, e))?;
+        let pre = match manifest.world {
+            World::Scorer => Pre::Scorer(
+                scorer::ScorerPluginPre::new(instance_pre).map_err(|e| wrong_world(manifest.world, e))?,
+            ),
+            World::Extractor => Pre::Extractor(
+                extractor::ExtractorPluginPre::new(instance_pre)
+                    .map_err(|e| wrong_world(manifest.world, e))?,
+            ),
+        };
+        let instances = Instances { engine: engine.clone(), pre, label };
+        let metadata = describe(&instances, limits, &manifest)?;
+        let inputs = Layout::new(&metadata.inputs, metadata.open_inputs)
+            .map_err(|m| LoadError::Metadata(format!("inputs: {m}")))?;
+        let outputs = Layout::new(&metadata.outputs, false)
+            .map_err(|m| LoadError::Metadata(format!("outputs: {m}")))?;
+        Ok(PluginVersion {
+            content_hash: cache::content_hash(&wasm),
+            manifest,
+            limits,
+            metadata,
+            inputs,
+            outputs,
+            instances,
+            from_cache,
+        })
+    }
+}
+
+/// Calls `describe()` once and checks it against the manifest.
+fn describe(instances: &Instances, limits: Limits, manifest: &Manifest) -> Result<Metadata, LoadError> {
+    let meta = instances
+        .call(limits, |store, pre| match pre {
+            Pre::Scorer(p) => p.instantiate(&mut *store)?.scorehost_plugin_scorer().call_describe(store),
+            Pre::Extractor(p) => {
+                p.instantiate(&mut *store)?.scorehost_plugin_extractor().call_describe(store)
+            }
+        })
+        .map_err(|e| LoadError::Metadata(format!("calling describe() failed: {e}")))?
+        .value;
+    if meta.name != manifest.name || meta.version != manifest.version {
+        return Err(LoadError::Metadata(format!(
+            "the plugin says it is {}@{}, the manifest says {}@{}",
+            meta.name, meta.version, manifest.name, manifest.version
+        )));
+    }
+    Ok(meta)
+}
+
+fn wrong_world(world: World, e: wasmtime::Error) -> LoadError {
+    LoadError::WrongWorld { world: world.as_str().into(), message: format!("{e:#}") }
+}
+
+/// Rejects bytes that are not a component before handing them to wizer, with
+/// a message that says what the file is instead.
+fn check_component(wasm: &[u8], path: &Path) -> Result<(), LoadError> {
+    let invalid = |message: String| LoadError::InvalidComponent { path: path.to_owned(), message };
+    if !wasm.starts_with(b"\0asm") {
+        return Err(invalid("the file does not start with the wasm magic bytes".into()));
+    }
+    if wasm.get(4..8) == Some(&[1, 0, 0, 0]) {
+        return Err(invalid("this is a core wasm module, not a component (build for wasm32-wasip2)".into()));
+    }
+    let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
+    validator.validate_all(wasm).map(|_| ()).map_err(|e| invalid(e.to_string()))
+}
