@@ -238,3 +238,72 @@ pub fn any_value(name: &str, value: &Json) -> Result<Value, CallError> {
         Json::Object(_) => return Err(wrong_kind(name, "a feature value", value)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use serde_json::json;
+
+    fn spec(name: &str, kind: ValueKind, required: bool) -> FieldSpec {
+        FieldSpec { name: name.into(), kind, required, doc: String::new() }
+    }
+
+    fn layout() -> Layout {
+        Layout::new(
+            &[
+                spec("a", ValueKind::Float, true),
+                spec("n", ValueKind::Int, false),
+                spec("t", ValueKind::Text, false),
+                spec("b", ValueKind::Boolean, false),
+            ],
+            false,
+        )
+        .unwrap()
+    }
+
+    fn obj(v: Json) -> Map<String, Json> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn positional_rows_with_explicit_missing() {
+        let row = layout().row(&obj(json!({"a": 1.5, "b": true, "ignored": "x"}))).unwrap();
+        assert_eq!(row.numbers[0], 1.5);
+        assert_eq!(row.numbers[2], 1.0);
+        assert_eq!(row.missing, vec![1]);
+        assert_eq!(row.texts, vec![None]);
+        assert!(row.extra.is_empty());
+    }
+
+    #[test]
+    fn type_and_range_errors_name_the_field() {
+        let l = layout();
+        for (body, field) in [
+            (json!({"n": 1}), "a"),
+            (json!({"a": "x"}), "a"),
+            (json!({"a": 1, "n": 1.5}), "n"),
+            (json!({"a": 1, "n": 9007199254740993u64}), "n"),
+            (json!({"a": 1, "n": -9223372036854775807i64}), "n"),
+            (json!({"a": 1, "t": 3}), "t"),
+        ] {
+            let e = l.row(&obj(body)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.to_string().contains(&format!("`{field}`")), "{e}");
+        }
+    }
+
+    #[test]
+    fn duplicate_declarations_are_rejected() {
+        assert!(
+            Layout::new(&[spec("a", ValueKind::Float, false), spec("a", ValueKind::Int, false)], false)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_wrong_shaped_output_row_is_invalid_output() {
+        let row = Row { numbers: vec![1.0], missing: vec![], texts: vec![], vectors: vec![], extra: vec![] };
+        assert_eq!(layout().named(&row).unwrap_err().kind(), ErrorKind::InvalidOutput);
+    }
+}

@@ -264,3 +264,21 @@ fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
     }
     Ok(Scored { score: s.value, reasons: s.reasons.into_iter().map(|r| (r.code, r.weight)).collect() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+
+    #[test]
+    fn non_finite_scores_and_weights_are_invalid_output() {
+        let score = |value: f64, weight: f64| types::ScoreResult {
+            value,
+            reasons: vec![types::Reason { code: "x".into(), weight }],
+        };
+        for (v, w) in [(f64::NAN, 1.0), (f64::INFINITY, 1.0), (0.5, f64::NEG_INFINITY)] {
+            assert_eq!(scored(score(v, w)).unwrap_err().kind(), ErrorKind::InvalidOutput);
+        }
+        assert_eq!(scored(score(0.5, -2.0)).unwrap().score, 0.5);
+    }
+}

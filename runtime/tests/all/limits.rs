@@ -92,3 +92,19 @@ fn every_call_reports_fuel_and_time() {
     assert!(out.fuel_used > 0 && out.fuel_used < v.limits().fuel);
     assert!(out.elapsed > Duration::ZERO);
 }
+
+#[test]
+fn an_exhausted_instance_pool_is_overloaded_not_a_crash() {
+    // One instance slot: a second concurrent call cannot get one.
+    let rt = scorehost::Runtime::new(scorehost::PoolSize { instances: 1 }, None).unwrap();
+    let slow = std::sync::Arc::new(rt.load(&crate::support::staged("slow")).unwrap());
+    let busy = {
+        let slow = slow.clone();
+        std::thread::spawn(move || slow.score(&obj(json!({"ms": 500})), None))
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    let e = slow.score(&obj(json!({"ms": 1})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Overloaded, "{e}");
+    assert!(busy.join().unwrap().is_ok());
+    assert!(slow.score(&obj(json!({"ms": 1})), None).is_ok(), "the slot is free again");
+}
