@@ -31,6 +31,9 @@ use crate::metadata::{Kind, Score};
 
 static MODEL_DIR_OVERRIDE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
+/// Largest integer magnitude an int input may have; the host rejects larger ones.
+const MAX_EXACT_INT: i64 = 1 << 53;
+
 /// The directory [`crate::read_model_file`] reads from in native tests.
 pub(crate) fn model_dir() -> Option<PathBuf> {
     MODEL_DIR_OVERRIDE.lock().map(|g| g.clone()).unwrap_or(None)
@@ -107,7 +110,15 @@ impl<T> Harness<T> {
             // integral float feeds an int input.
             let value = match (spec.kind, value) {
                 (Kind::Float, Value::Bool(b)) => Value::Float(f64::from(u8::from(b))),
-                (Kind::Int, Value::Float(x)) if x.fract() == 0.0 => Value::Int(x as i64),
+                (Kind::Int, Value::Float(x)) if x.fract() == 0.0 && x.abs() <= MAX_EXACT_INT as f64 => {
+                    Value::Int(x as i64)
+                }
+                (Kind::Int, Value::Int(i)) if i.unsigned_abs() > MAX_EXACT_INT as u64 => {
+                    return Err(PluginError::invalid_input(format!(
+                        "field `{}` = {i} is out of range (|int| <= 2^53)",
+                        spec.name
+                    )));
+                }
                 (_, v) => v,
             };
             let mut out = crate::features::Output::new(layout);

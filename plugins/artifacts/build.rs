@@ -28,11 +28,14 @@ fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let here = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = here.join("../..").canonicalize().expect("workspace root exists");
+    // Relative to this package, not absolute: cargo's hashes of path packages
+    // ignore where the checkout lives, so a target dir shared by two clones
+    // must not keep watching the other clone's files.
     for watched in ["wit", "guest-sdk", "Cargo.lock", "Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", root.join(watched).display());
+        println!("cargo:rerun-if-changed=../../{watched}");
     }
     for p in PLUGINS {
-        println!("cargo:rerun-if-changed={}", root.join("plugins").join(p).display());
+        println!("cargo:rerun-if-changed=../{p}");
     }
 
     ensure_wasm_target();

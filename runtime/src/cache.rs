@@ -29,23 +29,37 @@ pub struct ComponentCache {
 pub struct CacheKey(pub String);
 
 impl ComponentCache {
-    /// A cache in `dir`, created if needed.
+    /// A cache in `dir`, created if needed. Refuses a directory that other
+    /// users could write to: its files are loaded as native code.
     pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dir)?.permissions().mode();
+            if mode & 0o022 != 0 {
+                return Err(std::io::Error::other(format!(
+                    "cache dir {} is writable by group or others (mode {:o}); use a private directory",
+                    dir.display(),
+                    mode & 0o777
+                )));
+            }
+        }
         Ok(Self { dir })
     }
 
     /// The default location: `$SCOREHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/scorehost`,
-    /// else `~/.cache/scorehost`.
-    pub fn default_dir() -> PathBuf {
+    /// else `$HOME/.cache/scorehost`; `None` (no cache) when none is set — never a
+    /// shared temporary directory.
+    pub fn default_dir() -> Option<PathBuf> {
         if let Some(d) = std::env::var_os("SCOREHOST_CACHE_DIR") {
-            return d.into();
+            return Some(d.into());
         }
-        let base = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| {
-            std::env::var_os("HOME").map_or_else(std::env::temp_dir, |h| PathBuf::from(h).join(".cache"))
-        });
-        base.join("scorehost")
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(base.join("scorehost"))
     }
 
     fn path(&self, key: &CacheKey) -> PathBuf {

@@ -177,13 +177,14 @@ pub enum LoadError {
     },
     /// The component imports something the host does not grant.
     #[error(
-        "the component imports `{import}`, which scorehost does not grant \
-         (granted: scorehost:plugin/log, wasi:cli environment/exit/stdio, wasi:clocks, wasi:random, \
-         wasi:io, wasi:filesystem read-only model dir; never sockets or http)"
+        "the component imports {}, which scorehost does not grant \\
+         (granted: scorehost:plugin/log, wasi:cli environment/exit/stdio, wasi:clocks without timers, \\
+         wasi:random, wasi:io, wasi:filesystem read-only model dir; never sockets or http)",
+        imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
     )]
     UngrantedImport {
-        /// The import's full name, e.g. `wasi:sockets/tcp@0.2.6`.
-        import: String,
+        /// Every ungranted import's full name, e.g. `wasi:sockets/tcp@0.2.6`.
+        imports: Vec<String>,
     },
     /// The component does not implement the world its manifest declares.
     #[error("the component does not implement the `{world}` world its manifest declares: {message}")]

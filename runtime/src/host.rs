@@ -5,9 +5,14 @@
 //! `wasm32-wasip2` component links against without asking for anything:
 //! clocks, random, io, cli (empty environment and arguments, exit, stdio that
 //! goes nowhere but a small captured stderr for panic messages) and the
-//! filesystem — whose only preopen is the manifest's model directory, read-only,
-//! during `init`. Never sockets, name lookup or http: a component importing
-//! those is rejected at load by [`check_imports`], naming the import.
+//! filesystem — whose only preopen is the manifest's model directory,
+//! read-only, during `init`. Never sockets, name lookup or http: a component
+//! importing those is rejected at load by [`check_imports`], naming the import.
+//!
+//! The monotonic clock is scorehost's own: `now` works, but its timers — the
+//! only thing a plugin could block on (`std::thread::sleep`) — trap at once,
+//! because a host call blocked in the kernel is beyond the reach of fuel and
+//! epoch deadlines.
 
 use std::sync::Arc;
 
@@ -52,8 +57,9 @@ pub const GRANTED_IMPORTS: &[&str] = &[
     "wasi:filesystem/preopens",
 ];
 
-/// How much of a guest's stderr a store keeps (enough for a panic message).
-const STDERR_CAPTURE: usize = 4096;
+/// How much of a guest's stderr a store keeps. A panic message fits many
+/// times over; past it, writes fail (and a Rust `eprintln!` would panic).
+const STDERR_CAPTURE: usize = 64 << 10;
 
 /// The state of one store: one call, or one `init`.
 pub struct HostState {
@@ -64,6 +70,7 @@ pub struct HostState {
     /// `name@version` of the plugin, for log lines.
     pub plugin: Arc<str>,
     stderr: MemoryOutputPipe,
+    log_lines: u32,
 }
 
 impl HostState {
@@ -78,6 +85,7 @@ impl HostState {
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
             stderr,
+            log_lines: 0,
         }
     }
 
@@ -103,8 +111,28 @@ impl WasiView for HostState {
     }
 }
 
+/// Longest plugin log line kept; the rest is cut.
+pub const MAX_LOG_LINE: usize = 1024;
+/// Most log lines one store (one call, or one `init`) may write; the rest are dropped.
+pub const MAX_LOG_LINES: u32 = 100;
+
 impl wit_log::Host for HostState {
-    fn log(&mut self, level: wit_log::Level, message: String) {
+    fn log(&mut self, level: wit_log::Level, mut message: String) {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES {
+            return;
+        }
+        if message.len() > MAX_LOG_LINE {
+            let mut cut = MAX_LOG_LINE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str("… [cut]");
+        }
+        if self.log_lines == MAX_LOG_LINES {
+            message.push_str(" [log limit reached: further lines of this call are dropped]");
+        }
         let plugin = &*self.plugin;
         match level {
             wit_log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
@@ -124,7 +152,8 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     wit_log::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
 
     clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(&mut l, HostState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(&mut l, HostState::clocks)?;
+    // Our own monotonic clock: `now` works, timers trap (the `Host` impl below).
+    clocks::monotonic_clock::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
     random::random::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
     random::insecure::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
     random::insecure_seed::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
@@ -157,17 +186,19 @@ fn table(s: &mut HostState) -> &mut ResourceTable {
 }
 
 /// Rejects a component that imports anything outside [`GRANTED_IMPORTS`],
-/// naming the first such import.
+/// naming every such import.
 pub fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
-    for (name, item) in component.component_type().imports(engine) {
-        let unversioned = name.split('@').next().unwrap_or(name);
-        let granted = matches!(item.ty, ComponentItem::ComponentInstance(_) | ComponentItem::Type(_))
-            && GRANTED_IMPORTS.contains(&unversioned);
-        if !granted {
-            return Err(LoadError::UngrantedImport { import: name.to_owned() });
-        }
-    }
-    Ok(())
+    let ungranted: Vec<String> = component
+        .component_type()
+        .imports(engine)
+        .filter(|(name, item)| {
+            let unversioned = name.split('@').next().unwrap_or(name);
+            !(matches!(item.ty, ComponentItem::ComponentInstance(_) | ComponentItem::Type(_))
+                && GRANTED_IMPORTS.contains(&unversioned))
+        })
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if ungranted.is_empty() { Ok(()) } else { Err(LoadError::UngrantedImport { imports: ungranted }) }
 }
 
 /// Rejects a component that does not export the interface of `world`, listing
@@ -186,4 +217,36 @@ pub fn check_exports(engine: &Engine, component: &Component, world: World) -> Re
         world: world.as_str().into(),
         message: format!("it does not export `{}`; it exports [{}]", world.export_name(), exports.join(", ")),
     })
+}
+
+/// The monotonic clock plugins see: readable, but with no timers.
+impl wasmtime_wasi::p2::bindings::clocks::monotonic_clock::Host for HostState {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        Ok(START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64)
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        Ok(1)
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        _when: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        Err(no_timers())
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        _duration: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        Err(no_timers())
+    }
+}
+
+fn no_timers() -> wasmtime::Error {
+    wasmtime::format_err!(
+        "plugins may not sleep or wait on timers (std::thread::sleep): a blocked call escapes its deadline"
+    )
 }

@@ -158,14 +158,28 @@ impl Layout {
                     v.iter().map(|x| finite(&spec.name, *x)).collect::<Result<Vec<_>, _>>().map(Json::Array)
                 })?,
                 _ if row.missing.contains(&(i as u32)) => Json::Null,
-                ValueKind::Boolean => Json::Bool(row.numbers[i] != 0.0),
-                ValueKind::Int => Json::from(row.numbers[i] as i64),
+                ValueKind::Boolean => match row.numbers[i] {
+                    0.0 => Json::Bool(false),
+                    1.0 => Json::Bool(true),
+                    x => return Err(bad_output(&spec.name, "a boolean (0 or 1)", x)),
+                },
+                ValueKind::Int => {
+                    let x = row.numbers[i];
+                    if x.fract() != 0.0 || x.abs() > MAX_EXACT_INT as f64 {
+                        return Err(bad_output(&spec.name, "an integer", x));
+                    }
+                    Json::from(x as i64)
+                }
                 ValueKind::Float => finite(&spec.name, row.numbers[i])?,
             };
             out.insert(spec.name.clone(), json);
         }
         Ok(out)
     }
+}
+
+fn bad_output(name: &str, expected: &str, x: f64) -> CallError {
+    CallError::InvalidOutput { message: format!("output `{name}` must be {expected}, got {x}") }
 }
 
 fn finite(name: &str, x: f64) -> Result<Json, CallError> {
@@ -305,5 +319,22 @@ mod tests {
     fn a_wrong_shaped_output_row_is_invalid_output() {
         let row = Row { numbers: vec![1.0], missing: vec![], texts: vec![], vectors: vec![], extra: vec![] };
         assert_eq!(layout().named(&row).unwrap_err().kind(), ErrorKind::InvalidOutput);
+    }
+
+    #[test]
+    fn non_integral_ints_and_non_boolean_bools_are_invalid_output() {
+        let row = |n: f64, b: f64| Row {
+            numbers: vec![1.0, n, b],
+            missing: vec![],
+            texts: vec![None],
+            vectors: vec![],
+            extra: vec![],
+        };
+        for (n, b) in [(1.5, 1.0), (f64::NAN, 0.0), (1e300, 0.0), (2.0, f64::NAN), (2.0, 0.5)] {
+            assert_eq!(layout().named(&row(n, b)).unwrap_err().kind(), ErrorKind::InvalidOutput, "{n} {b}");
+        }
+        let ok = layout().named(&row(7.0, 1.0)).unwrap();
+        assert_eq!(ok["n"], json!(7));
+        assert_eq!(ok["b"], json!(true));
     }
 }

@@ -18,8 +18,8 @@ use scorehost::{PoolSize, Runtime};
 pub struct Args {
     #[command(subcommand)]
     command: Command,
-    /// Where compiled, initialised components are cached
-    /// [default: $SCOREHOST_CACHE_DIR, else ~/.cache/scorehost].
+    /// Where compiled, initialised components are cached [default:
+    /// $SCOREHOST_CACHE_DIR, else $XDG_CACHE_HOME/scorehost, else ~/.cache/scorehost].
     #[arg(long, global = true)]
     cache_dir: Option<PathBuf>,
     /// Compile from scratch and write nothing to the cache.
@@ -39,11 +39,11 @@ enum Command {
 
 /// Runs the parsed command; the exit code is 1 when the call failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let cache = if args.no_cache {
-        None
-    } else {
-        let dir = args.cache_dir.unwrap_or_else(ComponentCache::default_dir);
-        Some(ComponentCache::new(&dir).with_context(|| format!("creating the cache dir {}", dir.display()))?)
+    let cache = match args.cache_dir.or_else(ComponentCache::default_dir) {
+        Some(dir) if !args.no_cache => Some(
+            ComponentCache::new(&dir).with_context(|| format!("opening the cache dir {}", dir.display()))?,
+        ),
+        _ => None,
     };
     let pool = match &args.command {
         Command::Serve(_) => PoolSize::default(),

@@ -109,6 +109,17 @@ pub fn run(runtime: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
             Err(e) => failures.push(format!("{}: {e}", dir.display())),
         }
     }
+    let mut seen: std::collections::BTreeMap<&str, &Path> = std::collections::BTreeMap::new();
+    for (v, dir) in versions.iter().zip(&dirs) {
+        if let Some(first) = seen.insert(&v.manifest().name, dir) {
+            failures.push(format!(
+                "{} and {} both declare plugin `{}`",
+                first.display(),
+                dir.display(),
+                v.manifest().name
+            ));
+        }
+    }
     if !failures.is_empty() {
         bail!("{} plugin(s) failed to load:\n  {}", failures.len(), failures.join("\n  "));
     }

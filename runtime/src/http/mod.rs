@@ -128,13 +128,20 @@ impl App {
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded { limit: self.config.max_in_flight })?;
+        // The permit moves into the call, so it is released when the wasm call
+        // ends — not when the client goes away (a dropped request future would
+        // otherwise free the slot while its call still runs).
+        let call = move || {
+            let result = call();
+            drop(permit);
+            result
+        };
         let result = match self.config.call_mode {
             CallMode::InPlace => tokio::task::block_in_place(call),
             CallMode::Blocking => tokio::task::spawn_blocking(call)
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("the call's worker thread failed: {e}")))?,
         };
-        drop(permit);
         Ok(result?)
     }
 }

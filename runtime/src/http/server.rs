@@ -41,10 +41,19 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service.clone());
-                let conn = graceful.watch(conn.into_owned());
+                // hyper's header-read timeout starts only once it has seen enough
+                // bytes to pick HTTP/1 or HTTP/2; a client that connects and sends
+                // nothing gets the same budget for its first byte.
+                let first_byte = app.config.header_read_timeout;
+                let (builder, service, watcher) = (builder.clone(), service.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+                    let mut probe = [0u8; 1];
+                    match tokio::time::timeout(first_byte, stream.peek(&mut probe)).await {
+                        Ok(Ok(n)) if n > 0 => {}
+                        _ => return, // silent, closed or failed: drop the connection
+                    }
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!("connection ended with an error: {e}");
                     }
                 });

@@ -108,3 +108,13 @@ fn an_exhausted_instance_pool_is_overloaded_not_a_crash() {
     assert!(busy.join().unwrap().is_ok());
     assert!(slow.score(&obj(json!({"ms": 1})), None).is_ok(), "the slot is free again");
 }
+
+#[test]
+fn sleeping_traps_instead_of_blocking_past_the_deadline() {
+    let slow = crate::support::load("slow");
+    let started = Instant::now();
+    let e = slow.score(&obj(json!({"sleep_ms": 60_000})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::GuestTrap, "{e}");
+    assert!(e.to_string().contains("may not sleep"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -52,7 +52,13 @@ fn wrong_world_is_rejected_naming_both() {
 fn ungranted_import_is_rejected_naming_it() {
     let e = load_err(&staged("net-import"));
     match &e {
-        LoadError::UngrantedImport { import } => assert!(import.starts_with("wasi:sockets/"), "{import}"),
+        LoadError::UngrantedImport { imports } => {
+            assert!(imports.iter().any(|i| i.starts_with("wasi:sockets/")), "{imports:?}");
+            assert!(
+                imports.iter().all(|i| !i.starts_with("wasi:clocks/")),
+                "clocks are granted: {imports:?}"
+            );
+        }
         other => panic!("expected UngrantedImport, got {other}"),
     }
     assert!(e.to_string().contains("wasi:sockets/"), "{e}");
