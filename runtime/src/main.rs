@@ -21,6 +21,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // If stderr goes away (a closed pipe), drop log lines rather than let
+        // tracing's own eprintln! panic the server.
+        .log_internal_errors(false)
         .init();
     match cli::run(args) {
         Ok(code) => code,

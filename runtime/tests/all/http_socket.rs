@@ -145,3 +145,21 @@ async fn graceful_shutdown_finishes_in_flight_and_refuses_new() {
     assert_eq!(json["score"], 500.0);
     server.await.unwrap().unwrap();
 }
+
+#[test]
+fn sigterm_drains_and_exits_cleanly() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut served = serve_binary(cache.path());
+    let pid = served.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(TcpStream::connect(served.addr).is_err());
+}
