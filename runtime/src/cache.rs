@@ -153,3 +153,18 @@ fn hash_dir(dir: &Dir, prefix: &str, h: &mut Sha256) -> std::io::Result<()> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(ComponentCache::new(tmp.path()).is_ok());
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = ComponentCache::new(tmp.path()).unwrap_err();
+        assert!(e.to_string().contains("writable by group or others"), "{e}");
+    }
+}

@@ -117,22 +117,8 @@ pub const MAX_LOG_LINE: usize = 1024;
 pub const MAX_LOG_LINES: u32 = 100;
 
 impl wit_log::Host for HostState {
-    fn log(&mut self, level: wit_log::Level, mut message: String) {
-        self.log_lines += 1;
-        if self.log_lines > MAX_LOG_LINES {
-            return;
-        }
-        if message.len() > MAX_LOG_LINE {
-            let mut cut = MAX_LOG_LINE;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-            message.push_str("… [cut]");
-        }
-        if self.log_lines == MAX_LOG_LINES {
-            message.push_str(" [log limit reached: further lines of this call are dropped]");
-        }
+    fn log(&mut self, level: wit_log::Level, message: String) {
+        let Some(message) = admit_log_line(&mut self.log_lines, message) else { return };
         let plugin = &*self.plugin;
         match level {
             wit_log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
@@ -142,6 +128,27 @@ impl wit_log::Host for HostState {
             wit_log::Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
         }
     }
+}
+
+/// Applies the log limits: counts the line against `lines`, drops it past
+/// [`MAX_LOG_LINES`], cuts it at [`MAX_LOG_LINE`] bytes (on a char boundary).
+fn admit_log_line(lines: &mut u32, mut message: String) -> Option<String> {
+    *lines += 1;
+    if *lines > MAX_LOG_LINES {
+        return None;
+    }
+    if message.len() > MAX_LOG_LINE {
+        let mut cut = MAX_LOG_LINE;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push_str("… [cut]");
+    }
+    if *lines == MAX_LOG_LINES {
+        message.push_str(" [log limit reached: further lines of this call are dropped]");
+    }
+    Some(message)
 }
 
 /// The linker every plugin is instantiated with: exactly [`GRANTED_IMPORTS`].
@@ -249,4 +256,22 @@ fn no_timers() -> wasmtime::Error {
     wasmtime::format_err!(
         "plugins may not sleep or wait on timers (std::thread::sleep): a blocked call escapes its deadline"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_cut_and_counted() {
+        let mut lines = 0;
+        let long = "é".repeat(MAX_LOG_LINE); // 2 bytes each: the cut must respect char boundaries
+        let cut = admit_log_line(&mut lines, long).unwrap();
+        assert!(cut.len() <= MAX_LOG_LINE + "… [cut]".len() && cut.ends_with("… [cut]"));
+        for _ in 1..MAX_LOG_LINES - 1 {
+            assert_eq!(admit_log_line(&mut lines, "x".into()).as_deref(), Some("x"));
+        }
+        assert!(admit_log_line(&mut lines, "x".into()).unwrap().contains("log limit reached"));
+        assert_eq!(admit_log_line(&mut lines, "x".into()), None);
+    }
 }

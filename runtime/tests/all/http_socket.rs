@@ -118,6 +118,18 @@ async fn slow_clients_are_cut_off_by_the_header_timeout() {
     .await
     .unwrap();
     assert!(closed < Duration::from_secs(5), "connection held for {closed:?}");
+    // A client that connects and sends nothing at all is cut off the same way.
+    let silent = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        started.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(silent < Duration::from_secs(5), "silent connection held for {silent:?}");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
@@ -160,6 +172,28 @@ fn sigterm_drains_and_exits_cleanly() {
         assert!(Instant::now() < deadline, "serve did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
+    // The process has exited, so its listener is gone; probing the port here
+    // would race with other tests binding ephemeral ports.
     assert!(status.success(), "{status:?}");
-    assert!(TcpStream::connect(served.addr).is_err());
+}
+
+#[test]
+fn two_plugins_with_one_name_fail_start_up() {
+    let root = tempfile::tempdir().unwrap();
+    for copy in ["a", "b"] {
+        let dir = crate::support::copy_with("logreg", |m| m);
+        let dest = root.path().join(copy);
+        std::fs::rename(dir.path(), &dest)
+            .or_else(|_| Command::new("cp").arg("-r").arg(dir.path()).arg(&dest).status().map(|_| ()))
+            .unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_scorehost"))
+        .args(["--cache-dir", cache.path().to_str().unwrap(), "serve", "--addr", "127.0.0.1:0", "--plugins"])
+        .arg(root.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("both declare plugin `logreg`"), "{stderr}");
 }
