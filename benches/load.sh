@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # HTTP load benchmark: scorehost vs the native in-process baseline, side by side.
 #
-# Starts, on loopback only: `scorehost serve` twice (wasm calls on the blocking
-# pool, and in place on the async worker) and `native-baseline` (the same
+# Starts, on loopback only: `scorehost serve` twice (wasm calls as futures on
+# the async workers — the default — and on the blocking pool) and
+# `native-baseline` (the same
 # logreg/gbdt code compiled natively behind a minimal hyper server). Then, for
 # each scenario — single-row logreg, single-row gbdt, a batch of 100 logreg
 # rows — runs wrk at fixed concurrency against each server in turn (interleaved,
@@ -60,11 +61,11 @@ start() { # name port cmd...
   echo "$name did not start; log:" >&2; cat "$work/$name.log" >&2; exit 1
 }
 start scorehost 18080 "$bin/scorehost" --cache-dir "$work/cache" serve --addr 127.0.0.1:18080
-start scorehost-inplace 18081 "$bin/scorehost" --cache-dir "$work/cache" serve --addr 127.0.0.1:18081 --call-mode in-place
+start scorehost-blocking 18081 "$bin/scorehost" --cache-dir "$work/cache" serve --addr 127.0.0.1:18081 --call-mode blocking
 start native 18090 "$bin/native-baseline" 127.0.0.1:18090
 
-declare -A port=([scorehost]=18080 [scorehost-inplace]=18081 [native]=18090)
-servers=(native scorehost scorehost-inplace)
+declare -A port=([scorehost]=18080 [scorehost-blocking]=18081 [native]=18090)
+servers=(native scorehost scorehost-blocking)
 scenarios=("logreg-1:/v1/plugins/logreg/score" "gbdt-1:/v1/plugins/gbdt/score" "logreg-100:/v1/plugins/logreg/score")
 
 to_us() { # wrk latency like 512.00us / 1.20ms / 2.00s -> microseconds
@@ -100,7 +101,7 @@ print("| scenario | server | req/s | p50 µs | p99 µs | non-2xx | req/s ratio |
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 for name in dict.fromkeys(r[0] for r in rows):
     base = by[(name, "native")]
-    for server in ["native", "scorehost", "scorehost-inplace"]:
+    for server in ["native", "scorehost", "scorehost-blocking"]:
         xs = by[(name, server)]
         print(f"| {name} | {server} | {med(xs,0):,.0f} | {med(xs,1):,.0f} | {med(xs,2):,.0f} | {sum(x[3] for x in xs)} "
               f"| {med(xs,0)/med(base,0):.2f}x | {med(xs,2)/med(base,2):.2f}x |")

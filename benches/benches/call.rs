@@ -1,6 +1,8 @@
-//! Per-call cost of each example plugin — a fresh instance from the snapshot
-//! plus one guest call, JSON → row conversion included — against the same
-//! logic compiled natively (the baseline, measured in the same run).
+//! Per-call cost of each example plugin — a warm instance of its snapshot plus
+//! one guest call (`call_async`, driven as the server's async workers drive
+//! it), JSON → row conversion included — against the same logic compiled
+//! natively (the baseline, measured in the same run); and the same call on a
+//! brand-new instance (`[instances] fresh_per_call`).
 //!
 //! Run: `cargo bench -p scorehost-benches --bench call`
 //! (add `-- --quick` for a fast pass; `-- logreg` to filter).
@@ -23,13 +25,26 @@ fn runtime() -> Runtime {
     Runtime::new(PoolSize { instances: 64 }, None).expect("runtime")
 }
 
+/// A single-threaded executor, as one of the server's async workers.
+fn executor() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor")
+}
+
 fn per_call(c: &mut Criterion) {
     let rt = runtime();
+    let ex = executor();
     let mut g = c.benchmark_group("call");
 
     let logreg = rt.load(&staged("logreg")).expect("logreg");
     let f = logreg_features();
-    g.bench_function("logreg/wasm", |b| b.iter(|| logreg.score(black_box(&f), None).expect("score")));
+    g.bench_function("logreg/wasm", |b| {
+        b.iter(|| ex.block_on(logreg.score_async(black_box(&f), None)).expect("score"))
+    });
+    let fresh = copy_with("logreg", |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
+    let fresh = rt.load(fresh.path()).expect("fresh logreg");
+    g.bench_function("logreg/wasm-fresh-instance", |b| {
+        b.iter(|| ex.block_on(fresh.score_async(black_box(&f), None)).expect("score"))
+    });
     set_model_dir(staged("logreg").join("model"));
     let native =
         Harness::<logreg::LogReg>::scorer(Config::new([("model_file", "weights.json")])).expect("native");
@@ -38,7 +53,9 @@ fn per_call(c: &mut Criterion) {
 
     let gbdt = rt.load(&staged("gbdt")).expect("gbdt");
     let gf = gbdt_features();
-    g.bench_function("gbdt/wasm", |b| b.iter(|| gbdt.score(black_box(&gf), None).expect("score")));
+    g.bench_function("gbdt/wasm", |b| {
+        b.iter(|| ex.block_on(gbdt.score_async(black_box(&gf), None)).expect("score"))
+    });
     set_model_dir(staged("gbdt").join("model"));
     let native = Harness::<gbdt::Gbdt>::scorer(Config::new([("model_file", "model.json")])).expect("native");
     let gj = Value::Object(gf.clone());
@@ -46,7 +63,9 @@ fn per_call(c: &mut Criterion) {
 
     let txn = rt.load(&staged("txn-features")).expect("txn-features");
     let e = payment_event();
-    g.bench_function("txn-features/wasm", |b| b.iter(|| txn.extract(black_box(&e), None).expect("extract")));
+    g.bench_function("txn-features/wasm", |b| {
+        b.iter(|| ex.block_on(txn.extract_async(black_box(&e), None)).expect("extract"))
+    });
     g.finish();
 }
 
@@ -54,25 +73,29 @@ fn per_call(c: &mut Criterion) {
 /// against declared inputs at load) vs by name (open inputs), same model.
 fn abi(c: &mut Criterion) {
     let rt = runtime();
+    let ex = executor();
     let mut g = c.benchmark_group("abi-30-features");
     let input = wide_features(30);
     for (label, open) in [("positional", false), ("by-name", true)] {
         let dir = copy_with("logreg", |m| wide_logreg_manifest(m, 30, open));
         let v = rt.load(dir.path()).expect("wide logreg");
-        g.bench_function(label, |b| b.iter(|| v.score(black_box(&input), None).expect("score")));
+        g.bench_function(label, |b| {
+            b.iter(|| ex.block_on(v.score_async(black_box(&input), None)).expect("score"))
+        });
     }
     g.finish();
 }
 
 fn batch(c: &mut Criterion) {
     let rt = runtime();
+    let ex = executor();
     let logreg = rt.load(&staged("logreg")).expect("logreg");
     let mut g = c.benchmark_group("batch/logreg");
     for n in [1usize, 100] {
         let rows = vec![logreg_features(); n];
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &rows, |b, rows| {
-            b.iter(|| logreg.score_batch(black_box(rows), None).expect("batch"))
+            b.iter(|| ex.block_on(logreg.score_batch_async(black_box(rows), None)).expect("batch"))
         });
     }
     g.finish();

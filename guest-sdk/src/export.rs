@@ -17,7 +17,8 @@ pub trait Scorer: Sized + Send + Sync + 'static {
     /// Declares name, version, inputs and outputs. Called once, after `init`.
     fn metadata(&self) -> Metadata;
 
-    /// Scores one row. Called once per row, each time in a fresh instance.
+    /// Scores one row. Called once per row, on an instance that may have served
+    /// earlier calls of this version (see the crate docs).
     fn score(&self, features: &Features<'_>) -> Result<Score>;
 }
 

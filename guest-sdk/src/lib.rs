@@ -26,8 +26,11 @@
 //!
 //! How a plugin is called: the host runs `init` once per plugin version with the
 //! manifest's `[config]` (and the model directory readable at [`MODEL_DIR`]),
-//! snapshots the initialised memory, and runs every `score` in a fresh instance
-//! started from that snapshot. State written during a call is gone after it.
+//! snapshots the initialised memory, and starts every instance from that
+//! snapshot. An instance that finished a call cleanly may serve later calls of
+//! the same plugin version (unless the manifest sets `[instances]
+//! fresh_per_call = true`), so keep `score` free of state of its own; one that
+//! trapped or panicked is always thrown away.
 //!
 //! [`Features`] reads inputs by name; the host passes them positionally, resolved
 //! against [`Metadata::inputs`] once at load. Accessor errors name the field:

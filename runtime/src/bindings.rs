@@ -1,5 +1,10 @@
 //! Host-side bindings generated from `wit/`, one module per world; the
 //! extractor world reuses the scorer world's `types` and `log`.
+//!
+//! Exports are called with `call_async`: calls run as futures on the server's
+//! async workers and yield at every epoch tick (see `plugin.rs`). `init` during
+//! pre-initialisation drives the same futures to completion on its loading
+//! thread; with the blocking linker they never suspend.
 #![allow(missing_docs)]
 
 /// Bindings of `scorehost:plugin/scorer-plugin`.
@@ -7,6 +12,7 @@ pub mod scorer {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "scorer-plugin",
+        exports: { default: async },
     });
 }
 
@@ -15,6 +21,7 @@ pub mod extractor {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "extractor-plugin",
+        exports: { default: async },
         with: {
             "scorehost:plugin/types": super::scorer::scorehost::plugin::types,
             "scorehost:plugin/log": super::scorer::scorehost::plugin::log,

@@ -2,7 +2,7 @@
 //!
 //! All plugins share one engine, configured once: fuel metering and epoch
 //! interruption on (every call has both budgets), the pooling allocator for
-//! fresh-per-call instances in single-digit microseconds, copy-on-write memory
+//! instances (and the fiber stacks `call_async` runs on), copy-on-write memory
 //! images so an instance starts from the plugin's initialised snapshot without
 //! copying it. One ticker thread advances the epoch every [`EPOCH_TICK`]; a
 //! call's deadline is a number of ticks.
@@ -97,6 +97,7 @@ fn config(pool: PoolSize) -> Config {
     p.total_core_instances(n * 4);
     p.total_memories(n * 2);
     p.total_tables(n * 8);
+    p.total_stacks(n);
     p.max_core_instances_per_component(16);
     p.max_memories_per_component(2);
     p.max_tables_per_component(8);

@@ -71,6 +71,8 @@ pub struct HostState {
     pub plugin: Arc<str>,
     stderr: MemoryOutputPipe,
     log_lines: u32,
+    /// Epoch ticks the current call has left before its deadline.
+    pub(crate) ticks_left: u64,
 }
 
 impl HostState {
@@ -86,7 +88,20 @@ impl HostState {
             plugin,
             stderr,
             log_lines: 0,
+            ticks_left: 0,
         }
+    }
+
+    /// Readies the state for the next call on the same instance: a fresh log
+    /// allowance and `ticks` epoch ticks of deadline.
+    pub(crate) fn start_call(&mut self, ticks: u64) {
+        self.log_lines = 0;
+        self.ticks_left = ticks;
+    }
+
+    /// Whether the guest ever wrote to stderr (a reused instance must not have).
+    pub(crate) fn wrote_stderr(&self) -> bool {
+        !self.stderr.contents().is_empty()
     }
 
     /// What the guest wrote to stderr last, on one line: for a Rust panic,
@@ -151,8 +166,20 @@ fn admit_log_line(lines: &mut u32, mut message: String) -> Option<String> {
     Some(message)
 }
 
-/// The linker every plugin is instantiated with: exactly [`GRANTED_IMPORTS`].
-pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
+/// Which flavour of the WASI I/O bindings a linker carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostIo {
+    /// Synchronous bindings, for `init` on a plain (non-async) thread: they
+    /// block on a private tokio runtime when a guest reads its model files.
+    Blocking,
+    /// Asynchronous bindings, for calls made as futures on the server's async
+    /// workers (`call_async`), where blocking on a runtime would panic.
+    Async,
+}
+
+/// The linker every plugin is instantiated with: exactly [`GRANTED_IMPORTS`],
+/// with I/O bindings of the `io` flavour.
+pub fn linker(engine: &Engine, io: HostIo) -> wasmtime::Result<Linker<HostState>> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
 
     let mut l = Linker::<HostState>::new(engine);
@@ -175,11 +202,40 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(&mut l, HostState::filesystem)?;
-    sync::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(&mut l, HostState::filesystem)?;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    sync::io::poll::add_to_linker::<HostState, HasTable>(&mut l, table)?;
-    sync::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
+    match io {
+        HostIo::Blocking => {
+            sync::filesystem::types::add_to_linker::<HostState, WasiFilesystem>(
+                &mut l,
+                HostState::filesystem,
+            )?;
+            sync::io::poll::add_to_linker::<HostState, HasTable>(&mut l, table)?;
+            sync::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
+        }
+        HostIo::Async => {
+            filesystem::types::add_to_linker::<HostState, WasiFilesystem>(&mut l, HostState::filesystem)?;
+            wasmtime_wasi_io::bindings::wasi::io::poll::add_to_linker::<HostState, HasTable>(&mut l, table)?;
+            wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<HostState, HasTable>(
+                &mut l, table,
+            )?;
+        }
+    }
     Ok(l)
+}
+
+/// The two linkers of a runtime, both granting exactly [`GRANTED_IMPORTS`].
+pub struct Linkers {
+    /// For `init` and its snapshot, run once per version on a loading thread.
+    pub init: Linker<HostState>,
+    /// For calls, made with `call_async`.
+    pub call: Linker<HostState>,
+}
+
+impl Linkers {
+    /// Builds both linkers for `engine`. Called once per runtime.
+    pub fn new(engine: &Engine) -> wasmtime::Result<Self> {
+        Ok(Self { init: linker(engine, HostIo::Blocking)?, call: linker(engine, HostIo::Async)? })
+    }
 }
 
 struct HasTable;

@@ -5,8 +5,7 @@
 //! in a hash map and writes the value into its slot, so no name crosses into
 //! the guest (see the `row` record in the WIT for why).
 
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::bindings::types::{Field, FieldSpec, Row, Value, ValueKind};
@@ -26,7 +25,9 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub struct Layout {
     specs: Vec<FieldSpec>,
-    slots: HashMap<String, Slot>,
+    /// Fx-hashed: names come from the plugin's own declaration, and this
+    /// lookup runs once per feature per request.
+    slots: FxHashMap<String, Slot>,
     numbers: usize,
     texts: usize,
     vectors: usize,
@@ -39,7 +40,7 @@ impl Layout {
     pub fn new(specs: &[FieldSpec], open: bool) -> Result<Self, String> {
         let mut layout = Layout {
             specs: specs.to_vec(),
-            slots: HashMap::with_capacity(specs.len()),
+            slots: FxHashMap::with_capacity_and_hasher(specs.len(), Default::default()),
             numbers: 0,
             texts: 0,
             vectors: 0,

@@ -5,7 +5,8 @@
 //! - [`plugin::PluginVersion::load`] validates and compiles the component,
 //!   runs its `init` once and snapshots it ([`snapshot`]), caching the result
 //!   on disk ([`cache`]);
-//! - every call runs in a fresh instance on the one shared [`engine`], with the
+//! - every call runs in an instance of its plugin version (warm, or new from
+//!   the snapshot) on the one shared [`engine`], with the
 //!   budgets of [`limits`] and only the imports of [`host`];
 //! - failures come back as the typed errors of [`error`];
 //! - [`registry`] maps names to live versions, [`pipeline`] chains extractors

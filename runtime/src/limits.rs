@@ -1,7 +1,8 @@
 //! Per-call budgets: fuel, a wall-clock deadline and a memory cap.
 //!
-//! Set per plugin in its manifest (`[limits]`); every call gets the full budget
-//! in a fresh instance. The memory cap is enforced by [`MemoryLimiter`], which
+//! Set per plugin in its manifest (`[limits]`); every call gets the full fuel
+//! budget and deadline, whether its instance is new or reused; the memory cap
+//! is per instance. The memory cap is enforced by [`MemoryLimiter`], which
 //! records the breach so the error is reported as `memory_limit` rather than as
 //! whatever the guest's allocator does when a grow fails.
 

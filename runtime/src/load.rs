@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::Component;
 
 use crate::bindings::types::Metadata;
 use crate::bindings::{extractor, scorer};
 use crate::cache::{self, ComponentCache};
 use crate::engine::HostEngine;
 use crate::error::LoadError;
-use crate::host::HostState;
+use crate::host::Linkers;
 use crate::layout::Layout;
 use crate::limits::Limits;
 use crate::manifest::{Manifest, World};
@@ -31,7 +31,7 @@ impl PluginVersion {
     /// through a cap-std `Dir` so nothing outside it is reachable.
     pub fn load(
         engine: &Arc<HostEngine>,
-        linker: &Linker<HostState>,
+        linkers: &Linkers,
         dir: &Path,
         cache: Option<&ComponentCache>,
     ) -> Result<Self, LoadError> {
@@ -69,7 +69,7 @@ impl PluginVersion {
                     model_dir: model_dir.as_deref(),
                     memory_limit: limits.memory_bytes,
                 };
-                let snapshot = snapshot::preinitialize(engine, linker, &wasm, &input)?;
+                let snapshot = snapshot::preinitialize(engine, &linkers.init, &wasm, &input)?;
                 let component = Component::new(engine.engine(), &snapshot)
                     .map_err(|e| LoadError::engine("compiling the initialised component", e))?;
                 if let Some(cache) = cache
@@ -83,7 +83,8 @@ impl PluginVersion {
 
         // Cheap, and keeps the message that names both worlds even on a cache hit.
         crate::host::check_exports(engine.engine(), &component, manifest.world)?;
-        let instance_pre = linker.instantiate_pre(&component).map_err(|e| wrong_world(manifest.world, e))?;
+        let instance_pre =
+            linkers.call.instantiate_pre(&component).map_err(|e| wrong_world(manifest.world, e))?;
         let pre = match manifest.world {
             World::Scorer => Pre::Scorer(
                 scorer::ScorerPluginPre::new(instance_pre).map_err(|e| wrong_world(manifest.world, e))?,
@@ -93,13 +94,14 @@ impl PluginVersion {
                     .map_err(|e| wrong_world(manifest.world, e))?,
             ),
         };
-        let instances = Instances { engine: engine.clone(), pre, label };
+        let instances = Instances::new(engine.clone(), pre, label, limits.memory_bytes, manifest.instances);
         let metadata = describe(&instances, limits, &manifest)?;
         let inputs = Layout::new(&metadata.inputs, metadata.open_inputs)
             .map_err(|m| LoadError::Metadata(format!("inputs: {m}")))?;
         let outputs = Layout::new(&metadata.outputs, false)
             .map_err(|m| LoadError::Metadata(format!("outputs: {m}")))?;
         Ok(PluginVersion {
+            name: manifest.name.as_str().into(),
             content_hash: cache::content_hash(&wasm),
             manifest,
             limits,
@@ -115,14 +117,8 @@ impl PluginVersion {
 /// Calls `describe()` once and checks it against the manifest.
 fn describe(instances: &Instances, limits: Limits, manifest: &Manifest) -> Result<Metadata, LoadError> {
     let meta = instances
-        .call(limits, |store, pre| match pre {
-            Pre::Scorer(p) => p.instantiate(&mut *store)?.scorehost_plugin_scorer().call_describe(store),
-            Pre::Extractor(p) => {
-                p.instantiate(&mut *store)?.scorehost_plugin_extractor().call_describe(store)
-            }
-        })
-        .map_err(|e| LoadError::Metadata(format!("calling describe() failed: {e}")))?
-        .value;
+        .describe(limits)
+        .map_err(|e| LoadError::Metadata(format!("calling describe() failed: {e}")))?;
     if meta.name != manifest.name || meta.version != manifest.version {
         return Err(LoadError::Metadata(format!(
             "the plugin says it is {}@{}, the manifest says {}@{}",

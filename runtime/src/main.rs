@@ -9,6 +9,12 @@
 
 mod cli;
 
+/// mimalloc instead of glibc malloc: a request allocates a few dozen small
+/// objects across threads, which glibc's arenas make expensive (see
+/// docs/performance.md for the before/after).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -12,6 +12,10 @@
 //! deadline_ms = 50
 //! memory_mib = 16
 //!
+//! [instances]                  # optional, see InstancePolicy
+//! fresh_per_call = false       # true: a brand-new instance for every call
+//! max_reuse = 1000             # calls a warm instance serves before it is retired
+//!
 //! [config]                     # optional: handed to the plugin's init
 //! model_file = "weights.json"
 //! ```
@@ -71,6 +75,9 @@ pub struct Manifest {
     /// Per-call budgets; defaults apply to absent fields.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Whether and how long instances are reused between calls.
+    #[serde(default)]
+    pub instances: InstancePolicy,
     /// Key/values handed to the plugin's `init`.
     #[serde(default)]
     pub config: toml::Table,
@@ -98,6 +105,7 @@ impl Manifest {
             relative_inside("model_dir", dir)?;
         }
         self.limits.validate()?;
+        self.instances.validate()?;
         Ok(())
     }
 
@@ -119,6 +127,58 @@ impl Manifest {
                 (k.clone(), text)
             })
             .collect()
+    }
+}
+
+/// The largest `instances.max_reuse` a manifest may ask for.
+pub const MAX_REUSE: u32 = 1_000_000;
+
+/// The `[instances]` table: how a plugin's instances live between calls.
+///
+/// Every instance starts from the plugin's initialised snapshot. By default an
+/// instance that finished a call cleanly is kept warm and serves later calls
+/// of the *same plugin version* — each with its own full fuel budget and
+/// deadline — until it has served `max_reuse` calls; one that trapped, hit a
+/// budget, wrote to stderr or was cancelled is thrown away. What a reused
+/// instance can carry from one call to the next is only what the plugin
+/// itself keeps in its globals and heap: never another plugin's state, never
+/// the host's. A plugin that must not see even that sets `fresh_per_call`,
+/// and pays a full instantiation per call (docs/performance.md has the cost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstancePolicy {
+    /// A brand-new instance for every call. Default false.
+    #[serde(default)]
+    pub fresh_per_call: bool,
+    /// Calls one warm instance serves before it is retired. Default 1000, at most 10^6.
+    #[serde(default = "default_max_reuse")]
+    pub max_reuse: u32,
+}
+
+fn default_max_reuse() -> u32 {
+    1000
+}
+
+impl Default for InstancePolicy {
+    fn default() -> Self {
+        Self { fresh_per_call: false, max_reuse: default_max_reuse() }
+    }
+}
+
+impl InstancePolicy {
+    fn validate(&self) -> Result<(), String> {
+        if self.max_reuse == 0 || self.max_reuse > MAX_REUSE {
+            return Err(format!(
+                "instances.max_reuse = {} must be between 1 and {MAX_REUSE}",
+                self.max_reuse
+            ));
+        }
+        Ok(())
+    }
+
+    /// How many calls an instance may serve: 1 when fresh per call.
+    pub fn calls_per_instance(&self) -> u32 {
+        if self.fresh_per_call { 1 } else { self.max_reuse }
     }
 }
 
@@ -178,6 +238,8 @@ mod tests {
             ("\"logreg\"", "\"Big Name\""),
             ("fuel = 1000", "fuel = 0"),
             ("\"scorer\"", "\"ranker\""),
+            ("[config]", "[instances]\nmax_reuse = 0\n[config]"),
+            ("[config]", "[instances]\nreuse = true\n[config]"),
         ] {
             assert!(Manifest::parse(&GOOD.replacen(from, to, 1)).is_err(), "{to} accepted");
         }

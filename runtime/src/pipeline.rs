@@ -127,7 +127,7 @@ fn remaining(deadline: Option<Instant>, budget: Duration) -> Result<Option<Durat
 
 /// Runs `spec` on one event. `deadline`, if any, bounds the whole pipeline: each
 /// stage gets what is left of it (or its own deadline, if sooner).
-pub fn run(
+pub async fn run(
     spec: &PipelineSpec,
     registry: &Registry,
     event: &Map<String, Json>,
@@ -142,14 +142,15 @@ pub fn run(
         let v = registry
             .get(ex)
             .ok_or_else(|| CallError::Unsupported { message: format!("extractor `{ex}` is not loaded") })?;
-        let Outcome { value, fuel_used: f, .. } = v.extract(event, remaining(deadline, budget)?)?;
+        let Outcome { value, fuel_used: f, .. } =
+            v.extract_async(event, remaining(deadline, budget)?).await?;
         fuel_used += f;
         features.extend(value);
     }
     let scorer = registry.get(&spec.scorer).ok_or_else(|| CallError::Unsupported {
         message: format!("scorer `{}` is not loaded", spec.scorer),
     })?;
-    let out = scorer.score(&features, remaining(deadline, budget)?)?;
+    let out = scorer.score_async(&features, remaining(deadline, budget)?).await?;
     Ok(PipelineRun {
         scored: out.value,
         features,

@@ -3,9 +3,8 @@
 //! The component is instrumented by wasmtime-wizer, instantiated with the
 //! model directory granted, `init` is called with the manifest's config, and
 //! the initialised memories and globals are written into a new component. Every
-//! call then starts a fresh instance of *that* component (copy-on-write from the
-//! pooling allocator), so parsing a model is paid once per plugin version, and
-//! still no state survives between calls.
+//! instance then starts from *that* component (copy-on-write from the pooling
+//! allocator), so parsing a model is paid once per plugin version.
 //!
 //! Consequence for plugin authors, documented in the SDK and the WIT: the model
 //! directory is readable during `init` only; file handles opened in `init` do not
@@ -82,15 +81,18 @@ pub fn preinitialize(
     };
     let instance = linker.instantiate(&mut store, &component).map_err(|e| fail(&store, e))?;
     let outcome = match input.world {
-        World::Scorer => scorer::ScorerPlugin::new(&mut store, &instance)
-            .map_err(|e| wrong_world(input.world, e))?
-            .scorehost_plugin_scorer()
-            .call_init(&mut store, input.config),
-        World::Extractor => extractor::ExtractorPlugin::new(&mut store, &instance)
-            .map_err(|e| wrong_world(input.world, e))?
-            .scorehost_plugin_extractor()
-            .call_init(&mut store, input.config),
-    };
+        World::Scorer => {
+            let plugin =
+                scorer::ScorerPlugin::new(&mut store, &instance).map_err(|e| wrong_world(input.world, e))?;
+            block_on(plugin.scorehost_plugin_scorer().call_init(&mut store, input.config))
+        }
+        World::Extractor => {
+            let plugin = extractor::ExtractorPlugin::new(&mut store, &instance)
+                .map_err(|e| wrong_world(input.world, e))?;
+            block_on(plugin.scorehost_plugin_extractor().call_init(&mut store, input.config))
+        }
+    }
+    .ok_or_else(|| LoadError::engine("running init", "init suspended unexpectedly"))?;
     match outcome {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(LoadError::Init(plugin_error(e))),
@@ -118,7 +120,9 @@ fn wrong_world(world: World, e: wasmtime::Error) -> LoadError {
     LoadError::WrongWorld { world: world.as_str().into(), message: format!("{e:#}") }
 }
 
-/// Polls a future that never suspends (our state accessors are synchronous).
+/// Polls a future that never suspends: `init` with the blocking linker (whose
+/// host functions never yield) and wizer's reads through our synchronous
+/// accessors.
 fn block_on<F: Future>(f: F) -> Option<F::Output> {
     let mut f = pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {

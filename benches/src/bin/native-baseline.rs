@@ -20,6 +20,10 @@ use scorehost_guest::testing::{Harness, set_model_dir};
 use scorehost_guest::{Config, Score};
 use serde_json::{Value, json};
 
+/// The same allocator as the `scorehost` binary.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Models {
     logreg: Harness<logreg::LogReg>,
     gbdt: Harness<gbdt::Gbdt>,

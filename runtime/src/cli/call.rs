@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use scorehost::{Runtime, World, render};
-use serde_json::{Map, Value as Json};
+use serde_json::{Map, Value as Json, json};
 
 /// Arguments of `scorehost call`.
 #[derive(Debug, clap::Args)]
@@ -72,7 +72,7 @@ pub fn run(runtime: &Runtime, args: CallArgs) -> anyhow::Result<ExitCode> {
 
     let result = match (version.manifest().world, input) {
         (World::Scorer, Input::One(f)) => {
-            version.score(&f, deadline).map(|o| render::score_response(&version, &o))
+            version.score(&f, deadline).map(|o| json!(render::score_response(&version, &o)))
         }
         (World::Scorer, Input::Batch(rows)) => {
             version.score_batch(&rows, deadline).map(|o| render::batch_response(&version, &o, render::scored))
@@ -82,7 +82,7 @@ pub fn run(runtime: &Runtime, args: CallArgs) -> anyhow::Result<ExitCode> {
         }
         (World::Extractor, Input::Batch(rows)) => version
             .extract_batch(&rows, deadline)
-            .map(|o| render::batch_response(&version, &o, |f| serde_json::json!({ "features": f }))),
+            .map(|o| render::batch_response(&version, &o, |f| json!({ "features": f }))),
     };
     match result {
         Ok(json) => {

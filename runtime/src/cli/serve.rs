@@ -24,8 +24,8 @@ scorer = "logreg"
 /// Where wasm calls run (see `scorehost::http::CallMode`).
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Mode {
+    Async,
     Blocking,
-    InPlace,
 }
 
 /// Arguments of `scorehost serve`.
@@ -53,8 +53,8 @@ pub struct ServeArgs {
     /// Seconds a graceful shutdown waits for in-flight requests.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_secs: u64,
-    /// Where wasm calls run: the blocking pool (default) or in place on the async worker.
-    #[arg(long, value_enum, default_value = "blocking")]
+    /// Where wasm calls run: as futures on the async workers (default) or on the blocking pool.
+    #[arg(long, value_enum, default_value = "async")]
     call_mode: Mode,
 }
 
@@ -132,8 +132,8 @@ pub fn run(runtime: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_timeout_secs),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         call_mode: match args.call_mode {
+            Mode::Async => CallMode::Async,
             Mode::Blocking => CallMode::Blocking,
-            Mode::InPlace => CallMode::InPlace,
         },
     };
     let app = App::new(registry, pipelines, config);

@@ -1,32 +1,38 @@
 //! The endpoint handlers. Each one resolves the plugin, parses the body, takes
-//! an in-flight slot, runs the wasm call off the async workers and renders the
+//! an in-flight slot, runs the wasm call where [`super::CallMode`] says and renders the
 //! result; every failure is an [`ApiError`] returned with `?`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use super::App;
 use super::codec::{Payload, payload, read_json};
 use super::error::ApiError;
-use crate::error::CallError;
+use super::metrics::Label;
 use crate::pipeline;
 use crate::plugin::PluginVersion;
 use crate::render;
 
 /// Which plugin or pipeline a response was about, for the metrics label.
 #[derive(Debug, Clone)]
-pub struct MetricLabel(pub String);
+pub struct MetricLabel(pub Label);
 
-fn json_response(status: StatusCode, body: &Json, label: Option<&str>) -> Response {
-    let mut r = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+/// A JSON response, labelled for the metrics with the plugin or pipeline it
+/// was about. Serialised to bytes directly (no `Display` detour).
+fn json_response(status: StatusCode, body: &impl Serialize, label: Option<Arc<str>>) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|e| {
+        format!(r#"{{"error":{{"kind":"internal","message":"cannot serialise the answer: {e}"}}}}"#)
+            .into_bytes()
+    });
+    let mut r = (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
     if let Some(label) = label {
-        r.extensions_mut().insert(MetricLabel(label.to_owned()));
+        r.extensions_mut().insert(MetricLabel(Label::new(label)));
     }
     r
 }
@@ -45,64 +51,63 @@ fn plugin(app: &App, name: &str) -> Result<Arc<PluginVersion>, ApiError> {
     app.registry.get(name).ok_or_else(|| ApiError::NotFound(format!("no plugin named `{name}` is loaded")))
 }
 
-/// The shared shape of `score` and `extract`: resolve the plugin, read the
-/// deadline and the body (`key` for one row, `instances` for a batch), run the
-/// call in an in-flight slot, answer 200 with its JSON.
-async fn call_plugin(
-    app: Arc<App>,
-    name: String,
-    headers: HeaderMap,
-    body: Body,
+/// The shared first half of `score` and `extract`: resolve the plugin, read
+/// the deadline and the body (`key` for one row, `instances` for a batch).
+async fn prepare(
+    app: &App,
+    name: &str,
+    request: Request,
     key: &'static str,
-    call: impl FnOnce(&PluginVersion, Payload, Option<Duration>) -> Result<Json, CallError> + Send + 'static,
-) -> Result<Response, ApiError> {
-    let version = plugin(&app, &name)?;
-    let deadline = request_deadline(&headers)?;
-    let body = payload(read_json(&headers, body, app.config.max_body_bytes).await?, key)?;
-    let json = app.run(move || call(&version, body, deadline)).await?;
-    Ok(json_response(StatusCode::OK, &json, Some(&name)))
+) -> Result<(Arc<PluginVersion>, Option<Duration>, Payload), ApiError> {
+    let version = plugin(app, name)?;
+    let (parts, body) = request.into_parts();
+    let deadline = request_deadline(&parts.headers)?;
+    let body = payload(read_json(&parts.headers, body, app.config.max_body_bytes).await?, key)?;
+    Ok((version, deadline, body))
 }
 
 /// `POST /v1/plugins/{name}/score`: one row (`features`) or a batch (`instances`).
-pub async fn score(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    call_plugin(app, name, headers, body, "features", |v, body, deadline| match body {
-        Payload::One(f) => v.score(&f, deadline).map(|o| render::score_response(v, &o)),
-        Payload::Batch(rows) => {
-            v.score_batch(&rows, deadline).map(|o| render::batch_response(v, &o, render::scored))
+pub async fn score(app: Arc<App>, name: String, request: Request) -> Result<Response, ApiError> {
+    let (v, deadline, body) = prepare(&app, &name, request, "features").await?;
+    app.run(async move {
+        match body {
+            Payload::One(f) => v.score_async(&f, deadline).await.map(|o| {
+                json_response(StatusCode::OK, &render::score_response(&v, &o), Some(v.name_label()))
+            }),
+            Payload::Batch(rows) => v.score_batch_async(&rows, deadline).await.map(|o| {
+                json_response(
+                    StatusCode::OK,
+                    &render::batch_response(&v, &o, render::scored),
+                    Some(v.name_label()),
+                )
+            }),
         }
     })
     .await
 }
 
 /// `POST /v1/plugins/{name}/extract`: one event (`event`) or a batch (`instances`).
-pub async fn extract(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    call_plugin(app, name, headers, body, "event", |v, body, deadline| match body {
-        Payload::One(e) => v.extract(&e, deadline).map(|o| render::extract_response(v, &o)),
-        Payload::Batch(rows) => v
-            .extract_batch(&rows, deadline)
-            .map(|o| render::batch_response(v, &o, |f| json!({ "features": f }))),
+pub async fn extract(app: Arc<App>, name: String, request: Request) -> Result<Response, ApiError> {
+    let (v, deadline, body) = prepare(&app, &name, request, "event").await?;
+    app.run(async move {
+        match body {
+            Payload::One(e) => v.extract_async(&e, deadline).await.map(|o| {
+                json_response(StatusCode::OK, &render::extract_response(&v, &o), Some(v.name_label()))
+            }),
+            Payload::Batch(rows) => v.extract_batch_async(&rows, deadline).await.map(|o| {
+                let body = render::batch_response(&v, &o, |f| json!({ "features": f }));
+                json_response(StatusCode::OK, &body, Some(v.name_label()))
+            }),
+        }
     })
     .await
 }
 
 /// `POST /v1/pipelines/{name}`: event → extractors → scorer. `"return_features":
 /// true` in the body adds the merged features to the answer.
-pub async fn run_pipeline(
-    State(app): State<Arc<App>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn run_pipeline(app: Arc<App>, name: String, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     let spec = app
         .pipelines
         .get(&name)
@@ -119,8 +124,9 @@ pub async fn run_pipeline(
         return Err(ApiError::Malformed("pipelines take one `event` per request".into()));
     };
     let registry = app.registry.clone();
-    let (spec, run) =
-        app.run(move || pipeline::run(&spec, &registry, &event, deadline).map(|r| (spec, r))).await?;
+    let (spec, run) = app
+        .run(async move { pipeline::run(&spec, &registry, &event, deadline).await.map(|r| (spec, r)) })
+        .await?;
     let mut answer = json!({
         "pipeline": name,
         "scorer": spec.scorer,
@@ -134,11 +140,11 @@ pub async fn run_pipeline(
             a.insert("features".into(), Json::Object(run.features));
         }
     }
-    Ok(json_response(StatusCode::OK, &answer, Some(&name)))
+    Ok(json_response(StatusCode::OK, &answer, Some(name.into())))
 }
 
 /// `GET /v1/plugins`: every live plugin with its world, schema and limits.
-pub async fn list_plugins(State(app): State<Arc<App>>) -> Response {
+pub fn list_plugins(app: Arc<App>) -> Response {
     let plugins: Vec<Json> = app.registry.all().iter().map(|v| render::describe(v)).collect();
     let pipelines: serde_json::Map<String, Json> = app
         .pipelines
@@ -150,18 +156,18 @@ pub async fn list_plugins(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /v1/plugins/{name}`.
-pub async fn get_plugin(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+pub fn get_plugin(app: Arc<App>, name: String) -> Result<Response, ApiError> {
     let v = plugin(&app, &name)?;
-    Ok(json_response(StatusCode::OK, &render::describe(&v), Some(&name)))
+    Ok(json_response(StatusCode::OK, &render::describe(&v), Some(v.name_label())))
 }
 
 /// `GET /healthz`: the process is up.
-pub async fn healthz() -> Response {
+pub fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}), None)
 }
 
 /// `GET /readyz`: plugins are loaded and the server is not draining.
-pub async fn readyz(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
+pub fn readyz(app: Arc<App>) -> Result<Response, ApiError> {
     if app.is_draining() {
         return Err(ApiError::Unavailable("shutting down".into()));
     }
@@ -172,7 +178,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Result<Response, ApiError> {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+pub fn metrics(app: Arc<App>) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

@@ -1,7 +1,7 @@
 //! The HTTP surface (DESIGN.md §4), on hyper 1 + tokio with axum routing.
 //!
-//! - [`router`] builds the routes from [`ROUTES`], the table the OpenAPI test
-//!   checks `docs/openapi.json` against;
+//! - [`routing`] dispatches [`ROUTES`] — the table the OpenAPI test checks
+//!   `docs/openapi.json` against — to the [`handlers`] and times every request;
 //! - [`error`] is the one place errors become statuses;
 //! - [`server`] accepts connections (HTTP/1.1 and cleartext HTTP/2), applies the
 //!   header-read timeout and shuts down gracefully.
@@ -10,47 +10,39 @@ pub mod codec;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
+pub mod routing;
 pub mod server;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
 use tokio::sync::Semaphore;
 
 use self::error::ApiError;
-use self::handlers::MetricLabel;
 use self::metrics::Metrics;
+pub use self::routing::Router;
 use crate::error::CallError;
 use crate::pipeline::Pipelines;
 use crate::registry::Registry;
 
 /// Where a wasm call runs.
 ///
-/// A call may legitimately run for its whole deadline (up to seconds), so it
-/// must never occupy an async worker without telling tokio: inline on a worker,
-/// a few slow plugins would stall every connection, /healthz included — and
-/// wasmtime-wasi's synchronous bindings (a guest writing to stderr, as a Rust
-/// panic does) block on the runtime, which panics on an async worker. Both
-/// modes below are safe; `benches/load.sh` measures them side by side. On
-/// 2 cores, wrk -c16, single-row logreg: blocking 13.2k req/s, p99 2.5 ms;
-/// in place 12.8k req/s, p99 4.3 ms (block_in_place moves the worker's other
-/// tasks to a fresh thread, which costs as much as the hand-off and hurts the
-/// tail). So the blocking pool is the default.
+/// Calls are futures (`call_async`) whose epoch callback yields at every
+/// 1 ms tick, so even a plugin that runs to a long deadline holds an async
+/// worker for at most one tick at a time: /healthz and other connections
+/// keep being served in between. Measured with `benches/load.sh` (2 cores,
+/// wrk -t1 -c16, single-row logreg, warm instances, same run): on the async
+/// workers 67.1k req/s, p99 0.94 ms; handed to the blocking pool 42.4k req/s,
+/// p99 1.35 ms — the hand-off (two thread wake-ups per request) costs more
+/// than the ~2 µs call. So calls run on the async workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CallMode {
-    /// `tokio::task::spawn_blocking`: a hand-off to the blocking pool.
+    /// Polled on the request's own async worker, yielding every epoch tick.
     #[default]
+    Async,
+    /// Driven to completion on tokio's blocking pool (`spawn_blocking`).
     Blocking,
-    /// `tokio::task::block_in_place`: stays on the request's worker, whose other
-    /// tasks tokio moves elsewhere first. Needs the multi-threaded runtime.
-    InPlace,
 }
 
 /// Limits and knobs of the HTTP server.
@@ -75,7 +67,7 @@ impl Default for ServerConfig {
             max_in_flight: 128,
             header_read_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
-            call_mode: CallMode::Blocking,
+            call_mode: CallMode::Async,
         }
     }
 }
@@ -121,26 +113,32 @@ impl App {
     /// load (503) instead of queueing when every slot is taken.
     pub async fn run<T: Send + 'static>(
         &self,
-        call: impl FnOnce() -> Result<T, CallError> + Send + 'static,
+        call: impl Future<Output = Result<T, CallError>> + Send + 'static,
     ) -> Result<T, ApiError> {
         let permit = self
             .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| ApiError::Overloaded { limit: self.config.max_in_flight })?;
-        // The permit moves into the call, so it is released when the wasm call
-        // ends — not when the client goes away (a dropped request future would
-        // otherwise free the slot while its call still runs).
-        let call = move || {
-            let result = call();
-            drop(permit);
-            result
-        };
+        // The permit lives exactly as long as the call: if the client goes away
+        // the request future — and the wasm call inside it — is dropped, which
+        // cancels the call and frees its instance and its slot together.
         let result = match self.config.call_mode {
-            CallMode::InPlace => tokio::task::block_in_place(call),
-            CallMode::Blocking => tokio::task::spawn_blocking(call)
+            CallMode::Async => {
+                let result = call.await;
+                drop(permit);
+                result
+            }
+            CallMode::Blocking => {
+                let runtime = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    let result = runtime.block_on(call);
+                    drop(permit);
+                    result
+                })
                 .await
-                .map_err(|e| ApiError::Unavailable(format!("the call's worker thread failed: {e}")))?,
+                .map_err(|e| ApiError::Unavailable(format!("the call's worker thread failed: {e}")))?
+            }
         };
         Ok(result?)
     }
@@ -159,43 +157,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/metrics"),
 ];
 
-fn handler(method: &str, path: &str) -> MethodRouter<Arc<App>> {
-    match (method, path) {
-        ("POST", "/v1/plugins/{name}/score") => post(handlers::score),
-        ("POST", "/v1/plugins/{name}/extract") => post(handlers::extract),
-        ("POST", "/v1/pipelines/{name}") => post(handlers::run_pipeline),
-        ("GET", "/v1/plugins") => get(handlers::list_plugins),
-        ("GET", "/v1/plugins/{name}") => get(handlers::get_plugin),
-        ("GET", "/healthz") => get(handlers::healthz),
-        ("GET", "/readyz") => get(handlers::readyz),
-        ("GET", "/metrics") => get(handlers::metrics),
-        _ => unreachable!("every entry of ROUTES has a handler"),
-    }
-}
-
-/// The router of the whole surface.
+/// The router of the whole surface, as a cloneable service.
 pub fn router(app: Arc<App>) -> Router {
-    let mut router = Router::new();
-    for (method, path) in ROUTES {
-        router = router.route(path, handler(method, path).fallback(method_not_allowed));
-    }
-    router.fallback(no_route).layer(middleware::from_fn_with_state(app.clone(), observe)).with_state(app)
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
-async fn no_route(method: Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::NoRoute(format!("{method} {}", uri.path()))
-}
-
-/// Times every request and records it by route template and plugin.
-async fn observe(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let response = next.run(req).await.into_response();
-    let plugin = response.extensions().get::<MetricLabel>().map_or("", |l| l.0.as_str());
-    app.metrics.observe(&route, plugin, response.status().as_u16(), start.elapsed().as_secs_f64());
-    response
+    Router::new(app)
 }

@@ -3,6 +3,7 @@
 //! shutdown that stops accepting, lets in-flight requests finish (up to the
 //! grace period) and then returns.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,6 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::{App, router};
@@ -21,7 +21,11 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let service = TowerToHyperService::new(router(app.clone()));
+    let router = router(app.clone());
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let router = router.clone();
+        async move { Ok::<_, Infallible>(router.handle(req.map(axum::body::Body::new)).await) }
+    });
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(app.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(20)));
@@ -52,7 +56,7 @@ pub async fn serve(
                         Ok(Ok(n)) if n > 0 => {}
                         _ => return, // silent, closed or failed: drop the connection
                     }
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!("connection ended with an error: {e}");
                     }

@@ -63,7 +63,7 @@ pub fn post(path: &str, body: impl Into<String>) -> Request<Body> {
         .unwrap()
 }
 
-fn get(path: &str) -> Request<Body> {
+pub fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).unwrap()
 }
 

@@ -8,6 +8,7 @@ mod gbdt;
 mod http;
 mod http_openapi;
 mod http_socket;
+mod instances;
 mod limits;
 mod load;
 mod sandbox;

@@ -1,0 +1,160 @@
+//! Dispatching a request to its handler, and timing it.
+//!
+//! A [`matchit`] table built once from [`ROUTES`] maps a path to its route;
+//! the method picks the handler. Every request — matched or not — is recorded
+//! in the metrics by route template, plugin and status, here and nowhere else.
+//!
+//! This replaces axum's `Router` and a `from_fn` timing middleware: on the
+//! single-row path they cost about 15% of a request (boxed and cloned
+//! services, a matched-path extension, a per-request boxed middleware future);
+//! measured with `benches/load.sh`, see docs/performance.md.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::handlers::{self, MetricLabel};
+use super::metrics::Label;
+use super::{App, ROUTES};
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Score,
+    Extract,
+    Pipeline,
+    ListPlugins,
+    GetPlugin,
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+impl Endpoint {
+    fn of(method: &str, path: &str) -> Self {
+        match (method, path) {
+            ("POST", "/v1/plugins/{name}/score") => Self::Score,
+            ("POST", "/v1/plugins/{name}/extract") => Self::Extract,
+            ("POST", "/v1/pipelines/{name}") => Self::Pipeline,
+            ("GET", "/v1/plugins") => Self::ListPlugins,
+            ("GET", "/v1/plugins/{name}") => Self::GetPlugin,
+            ("GET", "/healthz") => Self::Healthz,
+            ("GET", "/readyz") => Self::Readyz,
+            ("GET", "/metrics") => Self::Metrics,
+            _ => unreachable!("every entry of ROUTES has an endpoint"),
+        }
+    }
+}
+
+/// One method of one path: its endpoint and the route template as a metrics label.
+#[derive(Debug, Clone)]
+struct Entry {
+    method: Method,
+    endpoint: Endpoint,
+    template: Label,
+}
+
+/// The HTTP surface as a service: cheap to clone (one `Arc`), usable from
+/// hyper (see `server.rs`) and, through its `tower::Service` impl, in-process
+/// from tests.
+#[derive(Clone)]
+pub struct Router {
+    app: Arc<App>,
+    table: Arc<matchit::Router<Vec<Entry>>>,
+    unmatched: Label,
+    no_plugin: Label,
+}
+
+impl Router {
+    /// Builds the table from [`ROUTES`].
+    pub fn new(app: Arc<App>) -> Self {
+        let mut by_path: Vec<(&str, Vec<Entry>)> = Vec::new();
+        for &(method, path) in ROUTES {
+            let entry = Entry {
+                method: method.parse().expect("ROUTES holds valid methods"),
+                endpoint: Endpoint::of(method, path),
+                template: Label::new(Arc::from(path)),
+            };
+            match by_path.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, entries)) => entries.push(entry),
+                None => by_path.push((path, vec![entry])),
+            }
+        }
+        let mut table = matchit::Router::new();
+        for (path, entries) in by_path {
+            table.insert(path, entries).expect("ROUTES holds distinct, valid templates");
+        }
+        Self {
+            app,
+            table: Arc::new(table),
+            unmatched: Label::new(Arc::from("unmatched")),
+            no_plugin: Label::new(Arc::from("")),
+        }
+    }
+
+    /// Answers one request, and records it.
+    pub async fn handle(&self, req: Request<Body>) -> Response {
+        let start = Instant::now();
+        let (route, response) = self.dispatch(req).await;
+        let plugin = response
+            .extensions()
+            .get::<MetricLabel>()
+            .map_or_else(|| self.no_plugin.clone(), |l| l.0.clone());
+        self.app.metrics.observe(route, plugin, response.status().as_u16(), start.elapsed().as_secs_f64());
+        response
+    }
+
+    /// Finds the route and runs its handler; returns the route's label too.
+    async fn dispatch(&self, req: Request<Body>) -> (Label, Response) {
+        let app = self.app.clone();
+        let path = req.uri().path();
+        let Ok(matched) = self.table.at(path) else {
+            let error = ApiError::NoRoute(format!("{} {path}", req.method()));
+            return (self.unmatched.clone(), error.into_response());
+        };
+        // HEAD is answered as GET (hyper sends the headers only).
+        let method = if req.method() == Method::HEAD { &Method::GET } else { req.method() };
+        let Some(entry) = matched.value.iter().find(|e| e.method == *method) else {
+            let template = matched.value[0].template.clone();
+            return (template, ApiError::MethodNotAllowed.into_response());
+        };
+        // Plugin and pipeline names are [a-z0-9_-]: a name that needs
+        // percent-decoding cannot exist, and is answered 404 as it stands.
+        let name = matched.params.get("name").unwrap_or_default().to_owned();
+        let template = entry.template.clone();
+        let response = match entry.endpoint {
+            Endpoint::Score => handlers::score(app, name, req).await.into_response(),
+            Endpoint::Extract => handlers::extract(app, name, req).await.into_response(),
+            Endpoint::Pipeline => handlers::run_pipeline(app, name, req).await.into_response(),
+            Endpoint::ListPlugins => handlers::list_plugins(app),
+            Endpoint::GetPlugin => handlers::get_plugin(app, name).into_response(),
+            Endpoint::Healthz => handlers::healthz(),
+            Endpoint::Readyz => handlers::readyz(app).into_response(),
+            Endpoint::Metrics => handlers::metrics(app),
+        };
+        (template, response)
+    }
+}
+
+impl tower::Service<Request<Body>> for Router {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let router = self.clone();
+        Box::pin(async move { Ok(router.handle(req).await) })
+    }
+}

@@ -1,0 +1,112 @@
+//! Warm instances: a clean call leaves its instance for the next call of the
+//! same version; a trap or a budget hit throws it away; `[instances]` in the
+//! manifest retires instances after `max_reuse` calls or never reuses them; and
+//! calls, running on the async workers, yield to other requests while they run.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use scorehost::ErrorKind;
+use scorehost::http::{CallMode, ServerConfig};
+use serde_json::json;
+
+use crate::http::{app, get, post, send};
+use crate::support::{copy_with, obj, runtime};
+
+fn ms(ms: u64) -> serde_json::Map<String, serde_json::Value> {
+    obj(json!({ "ms": ms }))
+}
+
+fn slow_with(instances: &str) -> scorehost::PluginVersion {
+    let dir = copy_with("slow", |m| format!("{m}\n[instances]\n{instances}\n"));
+    runtime().load(dir.path()).unwrap()
+}
+
+#[test]
+fn sequential_calls_share_one_warm_instance() {
+    let v = slow_with("");
+    // `describe` at load already left one.
+    assert_eq!(v.idle_instances(), 1);
+    for _ in 0..5 {
+        assert_eq!(v.score(&ms(0), None).unwrap().value.score, 0.0);
+        assert_eq!(v.idle_instances(), 1);
+    }
+}
+
+#[test]
+fn an_instance_that_failed_is_thrown_away() {
+    let v = slow_with("");
+    assert_eq!(v.idle_instances(), 1);
+    // A trap (the plugin sleeps; the host refuses) takes the warm instance and drops it.
+    let e = v.score(&obj(json!({ "sleep_ms": 1 })), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::GuestTrap, "{e}");
+    assert_eq!(v.idle_instances(), 0);
+    // So does a deadline hit; the next clean call starts a new instance and keeps it.
+    let e = v.score(&ms(200), Some(Duration::from_millis(5))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::DeadlineExceeded, "{e}");
+    assert_eq!(v.idle_instances(), 0);
+    v.score(&ms(0), None).unwrap();
+    assert_eq!(v.idle_instances(), 1);
+}
+
+#[test]
+fn a_plugin_error_keeps_the_instance() {
+    // The guest returned normally (a typed error): its instance is as clean as after a score.
+    let v = crate::support::load("txn-features");
+    let event = json!({"amount": 10, "currency": "XYZ", "timestamp": 0});
+    let e = v.extract(&obj(event), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("no USD rate"), "{e}");
+    assert_eq!(v.idle_instances(), 1);
+}
+
+#[test]
+fn max_reuse_retires_instances_and_fresh_per_call_never_keeps_one() {
+    let v = slow_with("max_reuse = 2");
+    assert_eq!(v.idle_instances(), 1); // describe: 1 call
+    v.score(&ms(0), None).unwrap(); // 2nd call: retired
+    assert_eq!(v.idle_instances(), 0);
+    v.score(&ms(0), None).unwrap(); // a new instance, 1 call
+    assert_eq!(v.idle_instances(), 1);
+
+    let v = slow_with("fresh_per_call = true");
+    for _ in 0..3 {
+        v.score(&ms(0), None).unwrap();
+        assert_eq!(v.idle_instances(), 0);
+    }
+}
+
+#[test]
+fn a_long_call_yields_the_async_worker_to_other_requests() {
+    // One async worker thread, one plugin call busy for a second: /healthz is
+    // still answered while the call runs, because the call yields at every
+    // epoch tick instead of holding the thread.
+    let app = app(&["slow"], ServerConfig::default());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let busy = tokio::spawn({
+            let app = app.clone();
+            async move {
+                let r = send(&app, post("/v1/plugins/slow/score", r#"{"features": {"ms": 1000}}"#)).await;
+                (r.status, Instant::now())
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let health = send(&app, get("/healthz")).await;
+        let answered = Instant::now();
+        let (status, finished) = busy.await.unwrap();
+        assert_eq!(health.status, StatusCode::OK);
+        assert_eq!(status, StatusCode::OK);
+        assert!(answered < finished, "/healthz waited for the plugin call to finish");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_call_mode_serves_the_same_answers() {
+    let app = app(&["slow"], ServerConfig { call_mode: CallMode::Blocking, ..ServerConfig::default() });
+    let r = send(&app, post("/v1/plugins/slow/score", r#"{"features": {"ms": 1}}"#)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["score"], 1.0);
+    let r = send(&app, post("/v1/plugins/slow/score", r#"{"features": {"sleep_ms": 1}}"#)).await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", r.text);
+}
