@@ -152,12 +152,12 @@ impl CallError {
 #[non_exhaustive]
 pub enum LoadError {
     /// A file of the plugin could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, so not also a `source`).
+        cause: std::io::Error,
     },
     /// `plugin.toml` is malformed, has an unknown field or an invalid value.
     #[error("invalid manifest {path}: {message}")]

@@ -12,10 +12,12 @@
 //! - [`registry`] maps names to live versions, [`pipeline`] chains extractors
 //!   into a scorer, and [`http`] serves it all.
 
+pub mod admin;
 pub mod bindings;
 pub mod cache;
 pub mod engine;
 pub mod error;
+pub mod golden;
 pub mod host;
 pub mod http;
 pub mod layout;
@@ -28,6 +30,7 @@ pub mod registry;
 pub mod render;
 mod runtime;
 pub mod snapshot;
+pub mod store;
 pub mod trap;
 
 pub use engine::{HostEngine, PoolSize};

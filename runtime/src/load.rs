@@ -23,7 +23,7 @@ use crate::snapshot::{self, InitInput};
 
 fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LoadError {
     let path = path.into();
-    move |source| LoadError::Io { path, source }
+    move |cause| LoadError::Io { path, cause }
 }
 
 impl PluginVersion {
@@ -119,13 +119,21 @@ fn describe(instances: &Instances, limits: Limits, manifest: &Manifest) -> Resul
     let meta = instances
         .describe(limits)
         .map_err(|e| LoadError::Metadata(format!("calling describe() failed: {e}")))?;
-    if meta.name != manifest.name || meta.version != manifest.version {
+    if meta.name != manifest.name || !same_code_version(&manifest.version, &meta.version) {
         return Err(LoadError::Metadata(format!(
-            "the plugin says it is {}@{}, the manifest says {}@{}",
-            meta.name, meta.version, manifest.name, manifest.version
+            "the plugin says it is {}@{}, the manifest says {}@{} (a manifest version may add \
+             `+build` metadata to the plugin's, e.g. {}+model.2, for a new model with the same code)",
+            meta.name, meta.version, manifest.name, manifest.version, meta.version
         )));
     }
     Ok(meta)
+}
+
+/// Whether the manifest's version is the plugin's own, optionally with semver
+/// build metadata (`0.1.0+model.2` deploys code `0.1.0` with another model).
+fn same_code_version(manifest: &str, plugin: &str) -> bool {
+    manifest == plugin
+        || manifest.strip_prefix(plugin).is_some_and(|rest| rest.len() > 1 && rest.starts_with('+'))
 }
 
 fn wrong_world(world: World, e: wasmtime::Error) -> LoadError {

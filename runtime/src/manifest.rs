@@ -2,7 +2,8 @@
 //!
 //! ```toml
 //! name = "logreg"              # [a-z0-9_-], 1–64 chars; the URL path segment
-//! version = "0.1.0"            # [A-Za-z0-9.+-], 1–64 chars; must match the plugin's metadata
+//! version = "0.1.0"            # [A-Za-z0-9.+-], 1–64 chars; the plugin's own version,
+//!                              # optionally + build metadata (0.1.0+model.2: new model, same code)
 //! world = "scorer"             # "scorer" or "extractor"
 //! component = "logreg.wasm"    # the component, relative to the plugin dir
 //! model_dir = "model"          # optional: read-only at /model during init

@@ -36,8 +36,8 @@ impl Registry {
     }
 
     /// Makes `version` the live version of its name; returns the one it replaced.
-    pub fn insert(&self, version: PluginVersion) -> Option<Arc<PluginVersion>> {
-        let version = Arc::new(version);
+    pub fn insert(&self, version: impl Into<Arc<PluginVersion>>) -> Option<Arc<PluginVersion>> {
+        let version: Arc<PluginVersion> = version.into();
         let name = version.manifest().name.clone();
         let mut old = None;
         self.live.rcu(|map| {

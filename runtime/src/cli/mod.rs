@@ -3,6 +3,7 @@
 mod call;
 mod inspect;
 mod serve;
+mod test;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Serve plugins over HTTP (the bundled examples by default).
     Serve(serve::ServeArgs),
+    /// Run a plugin's golden vectors (tests.jsonl) as the validation gate does.
+    Test(test::TestArgs),
 }
 
 /// Runs the parsed command; the exit code is 1 when the call failed.
@@ -49,11 +52,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve(_) => PoolSize::default(),
         _ => PoolSize { instances: 16 },
     };
-    let runtime = Runtime::new(pool, cache)?;
+    let runtime = std::sync::Arc::new(Runtime::new(pool, cache)?);
     match args.command {
         Command::Call(a) => call::run(&runtime, a),
         Command::Inspect(a) => inspect::run(&runtime, a),
         Command::Serve(a) => serve::run(&runtime, a).map(|()| ExitCode::SUCCESS),
+        Command::Test(a) => test::run(&runtime, a),
     }
 }
 

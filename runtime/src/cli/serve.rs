@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use scorehost::admin::Admin;
+use scorehost::http::admin::AdminApi;
 use scorehost::http::{App, CallMode, ServerConfig, server};
 use scorehost::pipeline::Pipelines;
 use scorehost::registry::Registry;
@@ -33,8 +35,22 @@ enum Mode {
 pub struct ServeArgs {
     /// A directory of plugin directories (each with a plugin.toml). Default: the
     /// bundled examples txn-features, logreg and gbdt, with a `fraud` pipeline.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     plugins: Option<PathBuf>,
+    /// Serve from a plugin store instead (`<store>/<name>/<version>/`, created
+    /// if missing), changed at run time through the admin API `/admin/v1/`.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// File holding the admin API's bearer token [default: $SCOREHOST_ADMIN_TOKEN].
+    /// Required with --store.
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Versions per plugin kept loaded for an instant rollback (the live one included).
+    #[arg(long, default_value_t = 3)]
+    keep_versions: usize,
+    /// Largest plugin upload (the tar as sent) in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_upload_bytes: usize,
     /// Pipelines file [default: <plugins>/pipelines.toml if present].
     #[arg(long)]
     pipelines: Option<PathBuf>,
@@ -77,6 +93,7 @@ fn plugin_dirs(args: &ServeArgs) -> anyhow::Result<Vec<PathBuf>> {
 fn pipelines_text(args: &ServeArgs) -> anyhow::Result<String> {
     let file = match (&args.pipelines, &args.plugins) {
         (Some(f), _) => Some(f.clone()),
+        (None, _) if args.store.is_some() => None,
         (None, Some(root)) => Some(root.join("pipelines.toml")).filter(|f| f.is_file()),
         (None, None) => return Ok(EXAMPLE_PIPELINES.to_owned()),
     };
@@ -88,8 +105,8 @@ fn pipelines_text(args: &ServeArgs) -> anyhow::Result<String> {
 
 /// Loads every plugin (all must load), validates the pipelines and serves until
 /// SIGTERM or Ctrl-C, then drains gracefully.
-pub fn run(runtime: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
-    let dirs = plugin_dirs(&args)?;
+pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
+    let dirs = if args.store.is_some() { Vec::new() } else { plugin_dirs(&args)? };
     let mut versions: Vec<PluginVersion> = Vec::new();
     let mut failures = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
@@ -124,6 +141,10 @@ pub fn run(runtime: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
         bail!("{} plugin(s) failed to load:\n  {}", failures.len(), failures.join("\n  "));
     }
     let registry = Arc::new(Registry::new(versions));
+    let admin = match &args.store {
+        Some(root) => Some(open_store(runtime, &registry, root, &args)?),
+        None => None,
+    };
     let pipelines = Pipelines::parse(&pipelines_text(&args)?, &registry)
         .map_err(|e| anyhow::anyhow!("invalid pipelines: {e}"))?;
     let config = ServerConfig {
@@ -136,7 +157,7 @@ pub fn run(runtime: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
             Mode::Blocking => CallMode::Blocking,
         },
     };
-    let app = App::new(registry, pipelines, config);
+    let app = App::with_admin(registry, pipelines, config, admin);
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     rt.block_on(async move {
@@ -146,6 +167,33 @@ pub fn run(runtime: &Runtime, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("serving {} plugin(s) on http://{}", app.registry.len(), listener.local_addr()?);
         server::serve(listener, app, shutdown_signal()).await.context("serving")
     })
+}
+
+/// Opens the plugin store, makes its live versions live, and guards the admin
+/// API with the token.
+fn open_store(
+    runtime: &Arc<Runtime>,
+    registry: &Arc<Registry>,
+    root: &Path,
+    args: &ServeArgs,
+) -> anyhow::Result<AdminApi> {
+    let token = match &args.admin_token_file {
+        Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        None => std::env::var("SCOREHOST_ADMIN_TOKEN").unwrap_or_default(),
+    };
+    if token.trim().is_empty() {
+        bail!("--store needs an admin token: --admin-token-file <file> or SCOREHOST_ADMIN_TOKEN");
+    }
+    let (admin, scan) = Admin::open(root, runtime.clone(), registry.clone(), args.keep_versions)
+        .with_context(|| format!("opening the plugin store {}", root.display()))?;
+    for partial in &scan.removed_partials {
+        tracing::warn!("store: removed {partial}, left by an interrupted upload or delete");
+    }
+    for other in &scan.ignored {
+        tracing::warn!("store: ignoring {other} (not a plugin name/version directory)");
+    }
+    tracing::info!("store {}: {} version(s), {} live", root.display(), scan.versions.len(), registry.len());
+    Ok(AdminApi::new(admin, token.trim(), args.max_upload_bytes))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -7,7 +7,9 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::admin::AdminError;
 use crate::error::{CallError, ErrorKind};
+use crate::store::StoreError;
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,15 @@ pub enum ApiError {
     /// The plugin call failed.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// An admin call without a bearer token.
+    #[error("this endpoint needs `Authorization: Bearer <admin token>`")]
+    Unauthorized,
+    /// An admin call with the wrong token.
+    #[error("the admin token is not valid")]
+    Forbidden,
+    /// An admin operation failed or was refused.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
 }
 
 impl ApiError {
@@ -60,6 +71,17 @@ impl ApiError {
             ApiError::Overloaded { .. } => "overloaded",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Call(e) => e.kind().as_str(),
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::Admin(AdminError::GateFailed { .. }) => "gate_failed",
+            ApiError::Admin(AdminError::Conflict(_)) => "conflict",
+            ApiError::Admin(AdminError::Store(e)) => match e {
+                StoreError::InvalidName(_) => "invalid_name",
+                StoreError::InvalidUpload(_) => "invalid_upload",
+                StoreError::Exists { .. } => "version_exists",
+                StoreError::NotFound { .. } => "not_found",
+                StoreError::Io { .. } => "store_io",
+            },
         }
     }
 
@@ -73,6 +95,16 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. } | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Call(e) => call_status(e.kind()),
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Admin(AdminError::GateFailed { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Admin(AdminError::Conflict(_)) => StatusCode::CONFLICT,
+            ApiError::Admin(AdminError::Store(e)) => match e {
+                StoreError::InvalidName(_) | StoreError::InvalidUpload(_) => StatusCode::BAD_REQUEST,
+                StoreError::Exists { .. } => StatusCode::CONFLICT,
+                StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+                StoreError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`server`] accepts connections (HTTP/1.1 and cleartext HTTP/2), applies the
 //!   header-read timeout and shuts down gracefully.
 
+pub mod admin;
 pub mod codec;
 pub mod error;
 pub mod handlers;
@@ -82,6 +83,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Server limits.
     pub config: ServerConfig,
+    /// The admin API, when the server has a plugin store and a token.
+    pub admin: Option<admin::AdminApi>,
     slots: Arc<Semaphore>,
     draining: AtomicBool,
 }
@@ -89,9 +92,20 @@ pub struct App {
 impl App {
     /// Shared state for a server over `registry` and `pipelines`.
     pub fn new(registry: Arc<Registry>, pipelines: Pipelines, config: ServerConfig) -> Arc<Self> {
+        Self::with_admin(registry, pipelines, config, None)
+    }
+
+    /// Shared state for a server that also serves `/admin/v1/` through `admin`.
+    pub fn with_admin(
+        registry: Arc<Registry>,
+        pipelines: Pipelines,
+        config: ServerConfig,
+        admin: Option<admin::AdminApi>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             registry,
             pipelines,
+            admin,
             metrics: Metrics::default(),
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
@@ -155,6 +169,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/admin/v1/plugins"),
+    ("PUT", "/admin/v1/plugins/{name}/versions/{version}"),
+    ("DELETE", "/admin/v1/plugins/{name}/versions/{version}"),
+    ("POST", "/admin/v1/plugins/{name}/versions/{version}/activate"),
+    ("POST", "/admin/v1/plugins/{name}/rollback"),
 ];
 
 /// The router of the whole surface, as a cloneable service.

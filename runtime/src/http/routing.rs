@@ -20,6 +20,7 @@ use axum::body::Body;
 use axum::http::{Method, Request};
 use axum::response::{IntoResponse, Response};
 
+use super::admin;
 use super::error::ApiError;
 use super::handlers::{self, MetricLabel};
 use super::metrics::Label;
@@ -36,6 +37,11 @@ enum Endpoint {
     Healthz,
     Readyz,
     Metrics,
+    AdminList,
+    AdminUpload,
+    AdminDelete,
+    AdminActivate,
+    AdminRollback,
 }
 
 impl Endpoint {
@@ -49,6 +55,11 @@ impl Endpoint {
             ("GET", "/healthz") => Self::Healthz,
             ("GET", "/readyz") => Self::Readyz,
             ("GET", "/metrics") => Self::Metrics,
+            ("GET", "/admin/v1/plugins") => Self::AdminList,
+            ("PUT", "/admin/v1/plugins/{name}/versions/{version}") => Self::AdminUpload,
+            ("DELETE", "/admin/v1/plugins/{name}/versions/{version}") => Self::AdminDelete,
+            ("POST", "/admin/v1/plugins/{name}/versions/{version}/activate") => Self::AdminActivate,
+            ("POST", "/admin/v1/plugins/{name}/rollback") => Self::AdminRollback,
             _ => unreachable!("every entry of ROUTES has an endpoint"),
         }
     }
@@ -129,6 +140,7 @@ impl Router {
         // Plugin and pipeline names are [a-z0-9_-]: a name that needs
         // percent-decoding cannot exist, and is answered 404 as it stands.
         let name = matched.params.get("name").unwrap_or_default().to_owned();
+        let version = matched.params.get("version").unwrap_or_default().to_owned();
         let template = entry.template.clone();
         let response = match entry.endpoint {
             Endpoint::Score => handlers::score(app, name, req).await.into_response(),
@@ -139,6 +151,11 @@ impl Router {
             Endpoint::Healthz => handlers::healthz(),
             Endpoint::Readyz => handlers::readyz(app).into_response(),
             Endpoint::Metrics => handlers::metrics(app),
+            Endpoint::AdminList => admin::list(app, req).await.into_response(),
+            Endpoint::AdminUpload => admin::upload(app, name, version, req).await.into_response(),
+            Endpoint::AdminDelete => admin::delete(app, name, version, req).await.into_response(),
+            Endpoint::AdminActivate => admin::activate(app, name, version, req).await.into_response(),
+            Endpoint::AdminRollback => admin::rollback(app, name, req).await.into_response(),
         };
         (template, response)
     }

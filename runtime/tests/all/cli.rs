@@ -1,4 +1,4 @@
-//! The `scorehost` binary as a user runs it: `call` and `inspect`.
+//! The `scorehost` binary as a user runs it: `call`, `inspect` and `test`.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -89,4 +89,26 @@ fn inspect_of_a_bare_component_lists_imports_and_grants() {
         imports.iter().any(|i| i["name"].as_str().unwrap().starts_with("wasi:") && i["granted"] == true),
         "{json}"
     );
+}
+
+#[test]
+fn test_runs_the_golden_vectors_of_every_bundled_example() {
+    for plugin in ["logreg", "gbdt", "txn-features"] {
+        let (out, _) = scorehost(&["test", plugin], None);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{plugin}: {text}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(", 0 failed; max fuel"), "{text}");
+    }
+}
+
+#[test]
+fn test_fails_with_the_vector_that_differs() {
+    let dir = crate::support::copy_with("logreg", |m| m);
+    let vectors = std::fs::read_to_string(dir.path().join("tests.jsonl")).unwrap();
+    std::fs::write(dir.path().join("tests.jsonl"), vectors.replace("0.03557118927263617", "0.5")).unwrap();
+    let (out, _) = scorehost(&["test", dir.path().to_str().unwrap()], None);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL small domestic payment") && text.contains("is not 0.5"), "{text}");
+    assert!(text.contains("1 failed"), "{text}");
 }

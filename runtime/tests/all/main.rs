@@ -2,6 +2,7 @@
 //! tests/all). Every plugin used here is built from source in `plugins/` by the
 //! scorehost-plugin-artifacts build script.
 
+mod admin;
 mod cli;
 mod examples;
 mod gbdt;

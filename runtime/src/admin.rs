@@ -1,0 +1,329 @@
+//! Changing what runs without a restart: upload → validation gate → activate,
+//! rollback, delete — the logic behind `/admin/v1/` (the HTTP side is in
+//! `http/admin.rs`).
+//!
+//! The gate is [`Admin::gate`]: the version must load (compile, implement its
+//! declared world, `init` with its config) and pass its golden vectors under
+//! its production limits ([`golden::check`]). A version that fails is removed
+//! from the store and never reaches the registry; the live version keeps
+//! serving. Activation is one registry swap: calls in flight finish on the
+//! version they started with (they hold its `Arc`), new calls see the new one.
+//! The previous `keep - 1` versions stay loaded, so a rollback is one swap too.
+//!
+//! Every method blocks (loading compiles and runs `init`): call them from a
+//! loading thread or `spawn_blocking`, never on an async worker.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::LoadError;
+use crate::golden::{self, Report};
+use crate::plugin::PluginVersion;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
+use crate::store::{PluginState, PluginStore, Scan, StoreError, UploadLimits};
+
+/// Why an admin operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// From the store: bad name, bad archive, exists, not found, I/O.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The version did not pass the validation gate; nothing changed.
+    #[error("{name}@{version} failed the validation gate: {reasons}")]
+    GateFailed {
+        /// Plugin name.
+        name: String,
+        /// Version.
+        version: String,
+        /// What failed, `; `-separated.
+        reasons: String,
+    },
+    /// The operation conflicts with the current state (deleting the live
+    /// version, rolling back with no previous version).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// One vector's cost at the gate.
+#[derive(Debug, Clone, Serialize)]
+pub struct VectorCost {
+    /// The vector's name.
+    pub name: String,
+    /// Fuel it used.
+    pub fuel_used: u64,
+    /// Its latency, µs.
+    pub elapsed_us: u64,
+}
+
+/// What the gate recorded for a version that passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateRecord {
+    /// Per vector: fuel and latency.
+    pub vectors: Vec<VectorCost>,
+    /// The most fuel any vector used.
+    pub max_fuel: u64,
+    /// The longest any vector took, µs.
+    pub max_elapsed_us: u64,
+}
+
+impl GateRecord {
+    fn of(report: &Report) -> Self {
+        let us = |d: Duration| d.as_micros() as u64;
+        Self {
+            vectors: report
+                .vectors
+                .iter()
+                .map(|v| VectorCost {
+                    name: v.name.clone(),
+                    fuel_used: v.fuel_used,
+                    elapsed_us: us(v.elapsed),
+                })
+                .collect(),
+            max_fuel: report.max_fuel(),
+            max_elapsed_us: us(report.max_elapsed()),
+        }
+    }
+}
+
+/// A version that passed the gate and is in memory.
+struct Loaded {
+    version: Arc<PluginVersion>,
+    gate: GateRecord,
+}
+
+/// A version's state, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionInfo {
+    /// The version string.
+    pub version: String,
+    /// `live`, `previous` (a rollback target), `ready` (gated, not live) or
+    /// `stored` (on disk, not loaded).
+    pub state: &'static str,
+    /// Gate costs, when loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateRecord>,
+}
+
+/// A plugin's versions, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    /// The plugin name.
+    pub name: String,
+    /// The live version, if any.
+    pub live: Option<String>,
+    /// Every version in the store, sorted.
+    pub versions: Vec<VersionInfo>,
+}
+
+/// The outcome of an activation or a rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct Swap {
+    /// The plugin name.
+    pub name: String,
+    /// Now live.
+    pub live: String,
+    /// Live before, if any.
+    pub previous: Option<String>,
+}
+
+/// The store, the registry it feeds, and the versions held in memory.
+pub struct Admin {
+    store: PluginStore,
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+    loaded: Mutex<BTreeMap<(String, String), Loaded>>,
+    /// Versions per plugin kept loaded: the live one and `keep - 1` previous.
+    keep: usize,
+    /// Bounds on one upload.
+    pub limits: UploadLimits,
+}
+
+impl Admin {
+    /// Opens the store at `root` and makes every plugin's recorded live
+    /// version live again (gated again: a version that no longer passes stays
+    /// out, and is reported), with up to `keep - 1` previous versions loaded.
+    /// Returns what the store scan found, for start-up logs.
+    pub fn open(
+        root: &Path,
+        runtime: Arc<Runtime>,
+        registry: Arc<Registry>,
+        keep: usize,
+    ) -> Result<(Self, Scan), AdminError> {
+        let (store, scan) = PluginStore::open(root)?;
+        let admin = Self {
+            store,
+            runtime,
+            registry,
+            loaded: Mutex::new(BTreeMap::new()),
+            keep: keep.max(1),
+            limits: UploadLimits::default(),
+        };
+        let names: Vec<String> = scan.versions.iter().map(|(n, _)| n.clone()).collect();
+        for name in names.iter().collect::<std::collections::BTreeSet<_>>() {
+            let state = admin.store.state(name)?;
+            let Some(live) = state.live.clone() else { continue };
+            match admin.ensure_loaded(name, &live) {
+                Ok(v) => {
+                    admin.registry.insert(v);
+                }
+                Err(e) => tracing::error!(plugin = %name, "live version {live} does not load: {e}"),
+            }
+            for prev in state.history.iter().take(admin.keep - 1) {
+                if let Err(e) = admin.ensure_loaded(name, prev) {
+                    tracing::warn!(plugin = %name, "previous version {prev} does not load: {e}");
+                }
+            }
+        }
+        Ok((admin, scan))
+    }
+
+    fn loaded(&self) -> MutexGuard<'_, BTreeMap<(String, String), Loaded>> {
+        self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The validation gate for the plugin directory `dir`: load it, then run
+    /// its golden vectors under its production limits.
+    pub fn gate(&self, dir: &Path) -> Result<(PluginVersion, GateRecord), String> {
+        let version = self.runtime.load(dir).map_err(|e: LoadError| e.to_string())?;
+        let vectors = golden::read(dir, version.manifest().world).map_err(|e| e.to_string())?;
+        let report = golden::check(&version, &vectors);
+        if !report.passed() {
+            return Err(report.failures().join("; "));
+        }
+        Ok((version, GateRecord::of(&report)))
+    }
+
+    /// Loads and gates `name@version` from the store unless it is loaded.
+    fn ensure_loaded(&self, name: &str, version: &str) -> Result<Arc<PluginVersion>, AdminError> {
+        let key = (name.to_owned(), version.to_owned());
+        if let Some(l) = self.loaded().get(&key) {
+            return Ok(l.version.clone());
+        }
+        if !self.store.contains(name, version) {
+            return Err(StoreError::NotFound { name: name.into(), version: version.into() }.into());
+        }
+        let (v, gate) = self.gate(&self.store.version_path(name, version)).map_err(|reasons| {
+            AdminError::GateFailed { name: name.into(), version: version.into(), reasons }
+        })?;
+        let v = Arc::new(v);
+        self.loaded().insert(key, Loaded { version: v.clone(), gate });
+        Ok(v)
+    }
+
+    /// Stores an uploaded tar as `name@version` and gates it. On a gate failure
+    /// the version is removed again and the error says why.
+    pub fn upload(&self, name: &str, version: &str, tar: &[u8]) -> Result<GateRecord, AdminError> {
+        let dir = self.store.install_tar(name, version, tar, self.limits)?;
+        match self.gate(&dir) {
+            Ok((v, gate)) => {
+                let record = gate.clone();
+                self.loaded().insert((name.into(), version.into()), Loaded { version: Arc::new(v), gate });
+                Ok(record)
+            }
+            Err(reasons) => {
+                if let Err(e) = self.store.remove(name, version) {
+                    tracing::error!("removing {name}@{version} after a failed gate: {e}");
+                }
+                Err(AdminError::GateFailed { name: name.into(), version: version.into(), reasons })
+            }
+        }
+    }
+
+    /// Makes `name@version` live; the version it replaces becomes the newest
+    /// rollback target.
+    pub fn activate(&self, name: &str, version: &str) -> Result<Swap, AdminError> {
+        let v = self.ensure_loaded(name, version)?;
+        let mut state = self.store.state(name)?;
+        let previous = state.live.clone();
+        if previous.as_deref() == Some(version) {
+            return Ok(Swap { name: name.into(), live: version.into(), previous });
+        }
+        if let Some(p) = &previous {
+            state.history.retain(|h| h != p && h != version);
+            state.history.insert(0, p.clone());
+        }
+        state.history.retain(|h| h != version);
+        state.live = Some(version.into());
+        self.commit(name, &state, v)?;
+        Ok(Swap { name: name.into(), live: version.into(), previous })
+    }
+
+    /// Makes the previous version live again. The version rolled back from is
+    /// not a rollback target itself (a second rollback goes further back).
+    pub fn rollback(&self, name: &str) -> Result<Swap, AdminError> {
+        let mut state = self.store.state(name)?;
+        let Some(target) = state.history.first().cloned() else {
+            return Err(AdminError::Conflict(format!("{name} has no previous version to roll back to")));
+        };
+        let v = self.ensure_loaded(name, &target)?;
+        let previous = state.live.replace(target.clone());
+        state.history.remove(0);
+        self.commit(name, &state, v)?;
+        Ok(Swap { name: name.into(), live: target, previous })
+    }
+
+    /// Persists `state`, swaps `live` in, and unloads versions beyond `keep`.
+    fn commit(&self, name: &str, state: &PluginState, live: Arc<PluginVersion>) -> Result<(), AdminError> {
+        self.store.set_state(name, state)?;
+        self.registry.insert(live);
+        let keep: Vec<&String> = state.live.iter().chain(state.history.iter().take(self.keep - 1)).collect();
+        // Only versions that were live before are unloaded; gated uploads not yet
+        // activated stay ready.
+        self.loaded().retain(|(n, v), _| n != name || keep.contains(&v) || !state.history.contains(v));
+        Ok(())
+    }
+
+    /// Removes `name@version` from memory and the store. The live version
+    /// cannot be deleted.
+    pub fn delete(&self, name: &str, version: &str) -> Result<(), AdminError> {
+        let mut state = self.store.state(name)?;
+        if state.live.as_deref() == Some(version) {
+            return Err(AdminError::Conflict(format!(
+                "{name}@{version} is live; activate another version (or roll back) first"
+            )));
+        }
+        self.store.remove(name, version)?;
+        self.loaded().remove(&(name.to_owned(), version.to_owned()));
+        if state.history.iter().any(|h| h == version) {
+            state.history.retain(|h| h != version);
+            self.store.set_state(name, &state)?;
+        }
+        Ok(())
+    }
+
+    /// Every plugin in the store with its versions and their states.
+    pub fn list(&self) -> Result<Vec<PluginInfo>, AdminError> {
+        let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (n, v) in self.store.versions()? {
+            by_name.entry(n).or_default().push(v);
+        }
+        let loaded = self.loaded();
+        let mut out = Vec::new();
+        for (name, versions) in by_name {
+            let state = self.store.state(&name)?;
+            let versions = versions
+                .into_iter()
+                .map(|v| {
+                    let gate = loaded.get(&(name.clone(), v.clone())).map(|l| l.gate.clone());
+                    let st = if state.live.as_deref() == Some(v.as_str()) {
+                        "live"
+                    } else if state.history.contains(&v) {
+                        "previous"
+                    } else if gate.is_some() {
+                        "ready"
+                    } else {
+                        "stored"
+                    };
+                    VersionInfo { version: v, state: st, gate }
+                })
+                .collect();
+            out.push(PluginInfo { name, live: state.live, versions });
+        }
+        Ok(out)
+    }
+}
