@@ -26,6 +26,7 @@ use crate::plugin::PluginVersion;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::store::{PluginState, PluginStore, Scan, StoreError, UploadLimits};
+use crate::traffic::{Canary, RouteKey, Shadow, ShadowStats};
 
 /// Why an admin operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,9 @@ pub enum AdminError {
     /// version, rolling back with no previous version).
     #[error("{0}")]
     Conflict(String),
+    /// The request's parameters are invalid (a percentage over 100, a bad key).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// One vector's cost at the gate.
@@ -109,6 +113,26 @@ pub struct VersionInfo {
     pub gate: Option<GateRecord>,
 }
 
+/// A running canary, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanaryInfo {
+    /// The candidate version.
+    pub version: String,
+    /// Its share of routing keys, %.
+    pub percent: u8,
+    /// Where the routing key comes from (`header:<name>` or a field).
+    pub key: String,
+}
+
+/// A running shadow, as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowInfo {
+    /// The candidate version.
+    pub version: String,
+    /// Live-vs-shadow counts so far.
+    pub stats: ShadowStats,
+}
+
 /// A plugin's versions, as listed.
 #[derive(Debug, Clone, Serialize)]
 pub struct PluginInfo {
@@ -118,6 +142,12 @@ pub struct PluginInfo {
     pub live: Option<String>,
     /// Every version in the store, sorted.
     pub versions: Vec<VersionInfo>,
+    /// The canary, while one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryInfo>,
+    /// The shadow, while one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowInfo>,
 }
 
 /// The outcome of an activation or a rollback.
@@ -141,6 +171,11 @@ pub struct Admin {
     keep: usize,
     /// Bounds on one upload.
     pub limits: UploadLimits,
+    /// Serialises changes (admin calls and the store watcher).
+    ops: Mutex<()>,
+    /// Versions the watcher found in the store that failed the gate, so a
+    /// later event does not gate them again.
+    rejected: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl Admin {
@@ -162,6 +197,8 @@ impl Admin {
             loaded: Mutex::new(BTreeMap::new()),
             keep: keep.max(1),
             limits: UploadLimits::default(),
+            ops: Mutex::new(()),
+            rejected: Mutex::new(Default::default()),
         };
         let names: Vec<String> = scan.versions.iter().map(|(n, _)| n.clone()).collect();
         for name in names.iter().collect::<std::collections::BTreeSet<_>>() {
@@ -180,6 +217,59 @@ impl Admin {
             }
         }
         Ok((admin, scan))
+    }
+
+    /// Held by every change, so admin calls and the watcher never interleave.
+    fn op(&self) -> MutexGuard<'_, ()> {
+        self.ops.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Brings memory in line with the store after a change made on disk (the
+    /// watcher's way in): every new version is gated (and stays `ready`, or
+    /// is reported and skipped), and a plugin whose `state.json` names
+    /// another live version than the one serving is swapped to it — if that
+    /// version passes the gate; otherwise the live one keeps serving.
+    pub fn sync_from_store(&self) -> Result<(), AdminError> {
+        let _op = self.op();
+        let versions = self.store.versions()?;
+        for (name, version) in &versions {
+            let key = (name.clone(), version.clone());
+            let known =
+                self.loaded().contains_key(&key) || self.rejected.lock().is_ok_and(|r| r.contains(&key));
+            if known {
+                continue;
+            }
+            match self.ensure_loaded(name, version) {
+                Ok(_) => tracing::info!(plugin = %name, "store: {name}@{version} passed the gate; ready"),
+                Err(e) => {
+                    tracing::error!(plugin = %name, "store: {name}@{version} rejected: {e}");
+                    if let Ok(mut r) = self.rejected.lock() {
+                        r.insert(key);
+                    }
+                }
+            }
+        }
+        let names: std::collections::BTreeSet<&String> = versions.iter().map(|(n, _)| n).collect();
+        for name in names {
+            let state = self.store.state(name)?;
+            let Some(live) = state.live.clone() else { continue };
+            let serving = self.registry.get(name).map(|v| v.manifest().version.clone());
+            if serving.as_deref() == Some(live.as_str()) {
+                continue;
+            }
+            match self.ensure_loaded(name, &live) {
+                Ok(v) => {
+                    self.registry.insert(v);
+                    tracing::info!(plugin = %name, "store: {name}@{live} is live (state.json)");
+                }
+                Err(e) => tracing::error!(
+                    plugin = %name,
+                    "store: state.json names {name}@{live}, which cannot go live ({e}); {} keeps serving",
+                    serving.as_deref().unwrap_or("nothing")
+                ),
+            }
+        }
+        Ok(())
     }
 
     fn loaded(&self) -> MutexGuard<'_, BTreeMap<(String, String), Loaded>> {
@@ -218,6 +308,7 @@ impl Admin {
     /// Stores an uploaded tar as `name@version` and gates it. On a gate failure
     /// the version is removed again and the error says why.
     pub fn upload(&self, name: &str, version: &str, tar: &[u8]) -> Result<GateRecord, AdminError> {
+        let _op = self.op();
         let dir = self.store.install_tar(name, version, tar, self.limits)?;
         match self.gate(&dir) {
             Ok((v, gate)) => {
@@ -237,6 +328,11 @@ impl Admin {
     /// Makes `name@version` live; the version it replaces becomes the newest
     /// rollback target.
     pub fn activate(&self, name: &str, version: &str) -> Result<Swap, AdminError> {
+        let _op = self.op();
+        self.activate_locked(name, version)
+    }
+
+    fn activate_locked(&self, name: &str, version: &str) -> Result<Swap, AdminError> {
         let v = self.ensure_loaded(name, version)?;
         let mut state = self.store.state(name)?;
         let previous = state.live.clone();
@@ -256,6 +352,7 @@ impl Admin {
     /// Makes the previous version live again. The version rolled back from is
     /// not a rollback target itself (a second rollback goes further back).
     pub fn rollback(&self, name: &str) -> Result<Swap, AdminError> {
+        let _op = self.op();
         let mut state = self.store.state(name)?;
         let Some(target) = state.history.first().cloned() else {
             return Err(AdminError::Conflict(format!("{name} has no previous version to roll back to")));
@@ -281,6 +378,7 @@ impl Admin {
     /// Removes `name@version` from memory and the store. The live version
     /// cannot be deleted.
     pub fn delete(&self, name: &str, version: &str) -> Result<(), AdminError> {
+        let _op = self.op();
         let mut state = self.store.state(name)?;
         if state.live.as_deref() == Some(version) {
             return Err(AdminError::Conflict(format!(
@@ -322,8 +420,99 @@ impl Admin {
                     VersionInfo { version: v, state: st, gate }
                 })
                 .collect();
-            out.push(PluginInfo { name, live: state.live, versions });
+            let entry = self.registry.entry(&name);
+            let canary = entry.as_ref().and_then(|e| e.canary.as_ref()).map(|c| CanaryInfo {
+                version: c.version.manifest().version.clone(),
+                percent: c.percent,
+                key: c.key.to_string(),
+            });
+            let shadow = entry
+                .as_ref()
+                .and_then(|e| e.shadow.as_ref())
+                .map(|s| ShadowInfo { version: s.version.manifest().version.clone(), stats: s.stats() });
+            out.push(PluginInfo { name, live: state.live, versions, canary, shadow });
         }
         Ok(out)
+    }
+
+    /// The live version of `name` and the gated candidate `version`, which
+    /// must differ.
+    fn candidate(&self, name: &str, version: &str) -> Result<Arc<PluginVersion>, AdminError> {
+        let live = self
+            .registry
+            .get(name)
+            .ok_or_else(|| AdminError::Conflict(format!("{name} has no live version")))?;
+        let candidate = self.ensure_loaded(name, version)?;
+        if Arc::ptr_eq(&live, &candidate) {
+            return Err(AdminError::Conflict(format!("{name}@{version} is already live")));
+        }
+        Ok(candidate)
+    }
+
+    /// Sends `percent` of `name`'s routing keys to `version` (gated first).
+    pub fn start_canary(
+        &self,
+        name: &str,
+        version: &str,
+        percent: u8,
+        key: RouteKey,
+    ) -> Result<(), AdminError> {
+        let _op = self.op();
+        if percent > 100 {
+            return Err(AdminError::Invalid(format!("percent = {percent} must be between 0 and 100")));
+        }
+        let version = self.candidate(name, version)?;
+        let canary = Arc::new(Canary { version, percent, key });
+        self.registry.update(name, |e| e.canary = Some(canary.clone()));
+        Ok(())
+    }
+
+    /// Makes the canary's version live (and ends the canary).
+    pub fn promote_canary(&self, name: &str) -> Result<Swap, AdminError> {
+        let _op = self.op();
+        let canary = self.running_canary(name)?;
+        self.activate_locked(name, &canary.version.manifest().version)
+    }
+
+    /// Ends the canary; all traffic goes to the live version again.
+    pub fn abort_canary(&self, name: &str) -> Result<(), AdminError> {
+        let _op = self.op();
+        self.running_canary(name)?;
+        self.registry.update(name, |e| e.canary = None);
+        Ok(())
+    }
+
+    fn running_canary(&self, name: &str) -> Result<Arc<Canary>, AdminError> {
+        self.registry
+            .entry(name)
+            .and_then(|e| e.canary)
+            .ok_or_else(|| AdminError::Conflict(format!("{name} has no canary running")))
+    }
+
+    /// Runs `version` (gated first) on copies of `name`'s live traffic, at
+    /// most `max_in_flight` copies at once.
+    pub fn start_shadow(&self, name: &str, version: &str, max_in_flight: usize) -> Result<(), AdminError> {
+        let _op = self.op();
+        if max_in_flight == 0 || max_in_flight > 1024 {
+            return Err(AdminError::Invalid(format!(
+                "max_in_flight = {max_in_flight} must be between 1 and 1024"
+            )));
+        }
+        let version = self.candidate(name, version)?;
+        let shadow = Arc::new(Shadow::new(version, max_in_flight));
+        self.registry.update(name, |e| e.shadow = Some(shadow.clone()));
+        Ok(())
+    }
+
+    /// Ends the shadow; returns its final counts.
+    pub fn stop_shadow(&self, name: &str) -> Result<ShadowStats, AdminError> {
+        let _op = self.op();
+        let shadow = self
+            .registry
+            .entry(name)
+            .and_then(|e| e.shadow)
+            .ok_or_else(|| AdminError::Conflict(format!("{name} has no shadow running")))?;
+        self.registry.update(name, |e| e.shadow = None);
+        Ok(shadow.stats())
     }
 }

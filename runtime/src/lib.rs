@@ -31,7 +31,9 @@ pub mod render;
 mod runtime;
 pub mod snapshot;
 pub mod store;
+pub mod traffic;
 pub mod trap;
+pub mod watch;
 
 pub use engine::{HostEngine, PoolSize};
 pub use error::{CallError, ErrorKind, LoadError};

@@ -1,7 +1,8 @@
-//! The registry: plugin name → the live version.
+//! The registry: plugin name → what serves it — the live version, and while
+//! one runs, a canary and a shadow.
 //!
-//! A request clones the version's `Arc` once and keeps it for the whole call,
-//! so replacing a version never waits for (or disturbs) calls in flight; the
+//! A request clones what it needs once and keeps it for the whole call, so
+//! replacing a version never waits for (or disturbs) calls in flight; the
 //! old version is dropped after its last call. The map itself sits behind an
 //! `ArcSwap`, so readers never take a lock.
 
@@ -11,46 +12,100 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::plugin::PluginVersion;
+use crate::traffic::{Canary, Shadow};
 
-/// Name → live version, swapped atomically.
+/// What serves one plugin name.
+#[derive(Clone)]
+pub struct Entry {
+    /// The version every call goes to unless the canary takes it.
+    pub live: Arc<PluginVersion>,
+    /// A candidate taking a sticky share of traffic.
+    pub canary: Option<Arc<Canary>>,
+    /// A candidate run on a copy of live traffic, off the response path.
+    pub shadow: Option<Arc<Shadow>>,
+}
+
+impl Entry {
+    fn live(live: Arc<PluginVersion>) -> Self {
+        Self { live, canary: None, shadow: None }
+    }
+}
+
+/// Name → entry, swapped atomically.
 #[derive(Default)]
 pub struct Registry {
-    live: ArcSwap<BTreeMap<String, Arc<PluginVersion>>>,
+    map: ArcSwap<BTreeMap<String, Entry>>,
 }
 
 impl Registry {
     /// A registry serving `versions`, keyed by their manifest name.
     pub fn new(versions: impl IntoIterator<Item = PluginVersion>) -> Self {
-        let map = versions.into_iter().map(|v| (v.manifest().name.clone(), Arc::new(v))).collect();
-        Self { live: ArcSwap::from_pointee(map) }
+        let map =
+            versions.into_iter().map(|v| (v.manifest().name.clone(), Entry::live(Arc::new(v)))).collect();
+        Self { map: ArcSwap::from_pointee(map) }
     }
 
-    /// The live version of `name`, if any. Called once per request.
+    /// The live version of `name`, if any.
     pub fn get(&self, name: &str) -> Option<Arc<PluginVersion>> {
-        self.live.load().get(name).cloned()
+        self.map.load().get(name).map(|e| e.live.clone())
+    }
+
+    /// Everything serving `name`. Called once per plugin request.
+    pub fn entry(&self, name: &str) -> Option<Entry> {
+        self.map.load().get(name).cloned()
     }
 
     /// Every live version, by name.
     pub fn all(&self) -> Vec<Arc<PluginVersion>> {
-        self.live.load().values().cloned().collect()
+        self.map.load().values().map(|e| e.live.clone()).collect()
     }
 
-    /// Makes `version` the live version of its name; returns the one it replaced.
+    /// Makes `version` the live version of its name; returns the one it
+    /// replaced. A canary of that same version ends (it is now live); a
+    /// shadow stays.
     pub fn insert(&self, version: impl Into<Arc<PluginVersion>>) -> Option<Arc<PluginVersion>> {
         let version: Arc<PluginVersion> = version.into();
         let name = version.manifest().name.clone();
         let mut old = None;
-        self.live.rcu(|map| {
+        self.map.rcu(|map| {
             let mut next = BTreeMap::clone(map);
-            old = next.insert(name.clone(), version.clone());
+            let entry = match next.get(&name) {
+                Some(e) => {
+                    old = Some(e.live.clone());
+                    let canary = e.canary.clone().filter(|c| !Arc::ptr_eq(&c.version, &version));
+                    Entry { live: version.clone(), canary, shadow: e.shadow.clone() }
+                }
+                None => {
+                    old = None;
+                    Entry::live(version.clone())
+                }
+            };
+            next.insert(name.clone(), entry);
             next
         });
         old
     }
 
+    /// Changes the canary or shadow of a live plugin; false if `name` is not live.
+    pub fn update(&self, name: &str, change: impl Fn(&mut Entry)) -> bool {
+        let mut found = false;
+        self.map.rcu(|map| {
+            let mut next = BTreeMap::clone(map);
+            found = match next.get_mut(name) {
+                Some(e) => {
+                    change(e);
+                    true
+                }
+                None => false,
+            };
+            next
+        });
+        found
+    }
+
     /// Number of live plugins.
     pub fn len(&self) -> usize {
-        self.live.load().len()
+        self.map.load().len()
     }
 
     /// Whether no plugin is live.

@@ -145,6 +145,15 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         Some(root) => Some(open_store(runtime, &registry, root, &args)?),
         None => None,
     };
+    // Kept for the life of the server: versions written into the store by a
+    // deploy tool are gated, and a rewritten state.json is applied.
+    let _watcher = match (&admin, &args.store) {
+        (Some(api), Some(root)) => Some(
+            scorehost::watch::watch(api.admin(), root)
+                .with_context(|| format!("watching the plugin store {}", root.display()))?,
+        ),
+        _ => None,
+    };
     let pipelines = Pipelines::parse(&pipelines_text(&args)?, &registry)
         .map_err(|e| anyhow::anyhow!("invalid pipelines: {e}"))?;
     let config = ServerConfig {

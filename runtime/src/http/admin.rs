@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::App;
 use super::error::ApiError;
 use crate::admin::{Admin, AdminError};
+use crate::traffic::RouteKey;
 
 /// The admin side of a server: the store and the token that guards it.
 pub struct AdminApi {
@@ -29,6 +30,11 @@ impl AdminApi {
     pub fn new(admin: Admin, token: &str, max_upload_bytes: usize) -> Self {
         assert!(!token.is_empty(), "an empty admin token would let anyone in");
         Self { admin: Arc::new(admin), token_digest: Sha256::digest(token.trim()).into(), max_upload_bytes }
+    }
+
+    /// The admin logic, shared (the store watcher uses it too).
+    pub fn admin(&self) -> Arc<Admin> {
+        self.admin.clone()
     }
 
     /// Checks the bearer token. Digests are compared, so the time taken says
@@ -125,4 +131,86 @@ pub async fn delete(
     let (n, v) = (name.clone(), version.clone());
     blocking(api, move |a| a.delete(&n, &v)).await?;
     Ok(json(StatusCode::OK, json!({ "name": name, "version": version, "deleted": true })))
+}
+
+/// The JSON body of an admin call, as an object.
+async fn body(app: &App, req: Request) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let (parts, body) = req.into_parts();
+    super::codec::read_json(&parts.headers, body, app.config.max_body_bytes).await
+}
+
+fn field<'a>(
+    b: &'a serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<&'a serde_json::Value, ApiError> {
+    b.get(key).ok_or_else(|| ApiError::Malformed(format!("the body needs `{key}`")))
+}
+
+/// A string field of an admin call's body.
+fn text(b: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<String, ApiError> {
+    field(b, key)?
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::Malformed(format!("`{key}` must be a string")))
+}
+
+/// `POST /admin/v1/plugins/{name}/canary`: `{"version", "percent", "key"}` —
+/// `percent` of routing keys (`key`: `header:<name>` or a row field) go to
+/// `version` (gated first).
+pub async fn canary(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
+    let api = admin(&app, req.headers())?;
+    let b = body(&app, req).await?;
+    let version = text(&b, "version")?;
+    let percent = field(&b, "percent")?
+        .as_u64()
+        .and_then(|p| u8::try_from(p).ok())
+        .ok_or_else(|| ApiError::Malformed("`percent` must be an integer from 0 to 100".into()))?;
+    let key = RouteKey::parse(&text(&b, "key")?).map_err(ApiError::Malformed)?;
+    let (n, v, k) = (name.clone(), version.clone(), key.to_string());
+    blocking(api, move |a| a.start_canary(&n, &v, percent, key)).await?;
+    Ok(json(
+        StatusCode::OK,
+        json!({ "name": name, "canary": { "version": version, "percent": percent, "key": k } }),
+    ))
+}
+
+/// `POST /admin/v1/plugins/{name}/canary/promote`: the canary's version goes live.
+pub async fn promote(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
+    let api = admin(&app, req.headers())?;
+    let swap = blocking(api, move |a| a.promote_canary(&name)).await?;
+    Ok(json(StatusCode::OK, json!(swap)))
+}
+
+/// `DELETE /admin/v1/plugins/{name}/canary`: abort; all traffic to the live version.
+pub async fn abort(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
+    let api = admin(&app, req.headers())?;
+    let n = name.clone();
+    blocking(api, move |a| a.abort_canary(&n)).await?;
+    Ok(json(StatusCode::OK, json!({ "name": name, "canary": null })))
+}
+
+/// `POST /admin/v1/plugins/{name}/shadow`: `{"version", "max_in_flight"?}` —
+/// run `version` (gated first) on copies of live traffic.
+pub async fn shadow(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
+    let api = admin(&app, req.headers())?;
+    let b = body(&app, req).await?;
+    let version = text(&b, "version")?;
+    let max = match b.get("max_in_flight") {
+        None => 32,
+        Some(m) => m
+            .as_u64()
+            .ok_or_else(|| ApiError::Malformed("`max_in_flight` must be a positive integer".into()))?
+            as usize,
+    };
+    let (n, v) = (name.clone(), version.clone());
+    blocking(api, move |a| a.start_shadow(&n, &v, max)).await?;
+    Ok(json(StatusCode::OK, json!({ "name": name, "shadow": { "version": version, "max_in_flight": max } })))
+}
+
+/// `DELETE /admin/v1/plugins/{name}/shadow`: stop; answers the final counts.
+pub async fn unshadow(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
+    let api = admin(&app, req.headers())?;
+    let n = name.clone();
+    let stats = blocking(api, move |a| a.stop_shadow(&n)).await?;
+    Ok(json(StatusCode::OK, json!({ "name": name, "stats": stats })))
 }

@@ -75,6 +75,7 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::Admin(AdminError::GateFailed { .. }) => "gate_failed",
             ApiError::Admin(AdminError::Conflict(_)) => "conflict",
+            ApiError::Admin(AdminError::Invalid(_)) => "invalid_request",
             ApiError::Admin(AdminError::Store(e)) => match e {
                 StoreError::InvalidName(_) => "invalid_name",
                 StoreError::InvalidUpload(_) => "invalid_upload",
@@ -99,6 +100,7 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Admin(AdminError::GateFailed { .. }) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Admin(AdminError::Conflict(_)) => StatusCode::CONFLICT,
+            ApiError::Admin(AdminError::Invalid(_)) => StatusCode::BAD_REQUEST,
             ApiError::Admin(AdminError::Store(e)) => match e {
                 StoreError::InvalidName(_) | StoreError::InvalidUpload(_) => StatusCode::BAD_REQUEST,
                 StoreError::Exists { .. } => StatusCode::CONFLICT,

@@ -9,14 +9,16 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::{Value as Json, json};
+use serde_json::{Map, Value as Json, json};
 
 use super::App;
 use super::codec::{Payload, payload, read_json};
 use super::error::ApiError;
 use super::metrics::Label;
+use crate::error::CallError;
 use crate::pipeline;
 use crate::plugin::PluginVersion;
+use crate::registry::Entry;
 use crate::render;
 
 /// Which plugin or pipeline a response was about, for the metrics label.
@@ -51,44 +53,132 @@ fn plugin(app: &App, name: &str) -> Result<Arc<PluginVersion>, ApiError> {
     app.registry.get(name).ok_or_else(|| ApiError::NotFound(format!("no plugin named `{name}` is loaded")))
 }
 
-/// The shared first half of `score` and `extract`: resolve the plugin, read
-/// the deadline and the body (`key` for one row, `instances` for a batch).
+/// The shared first half of `score` and `extract`: resolve what serves the
+/// plugin, read the deadline and the body (`key` for one row, `instances` for
+/// a batch).
 async fn prepare(
     app: &App,
     name: &str,
     request: Request,
     key: &'static str,
-) -> Result<(Arc<PluginVersion>, Option<Duration>, Payload), ApiError> {
-    let version = plugin(app, name)?;
+) -> Result<(Entry, Option<Duration>, Payload, HeaderMap), ApiError> {
+    let entry = app
+        .registry
+        .entry(name)
+        .ok_or_else(|| ApiError::NotFound(format!("no plugin named `{name}` is loaded")))?;
     let (parts, body) = request.into_parts();
     let deadline = request_deadline(&parts.headers)?;
     let body = payload(read_json(&parts.headers, body, app.config.max_body_bytes).await?, key)?;
-    Ok((version, deadline, body))
+    Ok((entry, deadline, body, parts.headers))
+}
+
+/// The version a row goes to: the canary's, if it takes the row's key.
+fn pick(entry: &Entry, headers: &HeaderMap, row: &Map<String, Json>) -> Arc<PluginVersion> {
+    match &entry.canary {
+        Some(c) if c.takes(c.key.value(headers, row).as_deref()) => c.version.clone(),
+        _ => entry.live.clone(),
+    }
 }
 
 /// `POST /v1/plugins/{name}/score`: one row (`features`) or a batch (`instances`).
 pub async fn score(app: Arc<App>, name: String, request: Request) -> Result<Response, ApiError> {
-    let (v, deadline, body) = prepare(&app, &name, request, "features").await?;
-    app.run(async move {
-        match body {
-            Payload::One(f) => v.score_async(&f, deadline).await.map(|o| {
-                json_response(StatusCode::OK, &render::score_response(&v, &o), Some(v.name_label()))
-            }),
-            Payload::Batch(rows) => v.score_batch_async(&rows, deadline).await.map(|o| {
-                json_response(
-                    StatusCode::OK,
-                    &render::batch_response(&v, &o, render::scored),
-                    Some(v.name_label()),
-                )
-            }),
+    let (entry, deadline, body, headers) = prepare(&app, &name, request, "features").await?;
+    match body {
+        Payload::One(f) => {
+            let v = pick(&entry, &headers, &f);
+            // Shadow copies are of live traffic only (not of the canary's share).
+            let shadow = entry.shadow.filter(|_| Arc::ptr_eq(&v, &entry.live));
+            let app2 = app.clone();
+            app.run(async move {
+                let out = v.score_async(&f, deadline).await?;
+                let response =
+                    json_response(StatusCode::OK, &render::score_response(&v, &out), Some(v.name_label()));
+                if let Some(shadow) = shadow {
+                    let (plugin, version) = (
+                        Label::new(v.name_label()),
+                        Label::new(shadow.version.manifest().version.as_str().into()),
+                    );
+                    shadow.mirror(f, out.value, move |outcome, diff| {
+                        app2.metrics.shadow(plugin, version, outcome, diff)
+                    });
+                }
+                Ok(response)
+            })
+            .await
         }
-    })
-    .await
+        Payload::Batch(rows) => {
+            let Some(canary) = entry.canary.clone() else {
+                let v = entry.live;
+                return app
+                    .run(async move {
+                        let out = v.score_batch_async(&rows, deadline).await?;
+                        let body = render::batch_response(&v, &out, render::scored);
+                        Ok(json_response(StatusCode::OK, &body, Some(v.name_label())))
+                    })
+                    .await;
+            };
+            // With a canary, each row goes where its key sends it: two guest
+            // calls, results back in row order, the canary's rows marked with
+            // their version.
+            let to_canary: Vec<bool> =
+                rows.iter().map(|r| !Arc::ptr_eq(&pick(&entry, &headers, r), &entry.live)).collect();
+            let live = entry.live;
+            app.run(async move {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                for (row, c) in rows.into_iter().zip(&to_canary) {
+                    if *c { b.push(row) } else { a.push(row) }
+                }
+                let la = if a.is_empty() { None } else { Some(live.score_batch_async(&a, deadline).await?) };
+                let lb = if b.is_empty() {
+                    None
+                } else {
+                    Some(canary.version.score_batch_async(&b, deadline).await?)
+                };
+                let fuel = la.as_ref().map_or(0, |o| o.fuel_used) + lb.as_ref().map_or(0, |o| o.fuel_used);
+                let elapsed = la.as_ref().map_or(Duration::ZERO, |o| o.elapsed)
+                    + lb.as_ref().map_or(Duration::ZERO, |o| o.elapsed);
+                let (mut ia, mut ib) = (la.map(|o| o.value.into_iter()), lb.map(|o| o.value.into_iter()));
+                let canary_version = canary.version.manifest().version.clone();
+                let results: Vec<Json> = to_canary
+                    .iter()
+                    .map(|&c| {
+                        let r = if c {
+                            ib.as_mut().and_then(Iterator::next)
+                        } else {
+                            ia.as_mut().and_then(Iterator::next)
+                        };
+                        let mut j = match r {
+                            Some(Ok(s)) => render::scored(&s),
+                            Some(Err(e)) => render::error(&e),
+                            None => {
+                                render::error(&CallError::InvalidOutput { message: "missing result".into() })
+                            }
+                        };
+                        if let (true, Json::Object(m)) = (c, &mut j) {
+                            m.insert("version".into(), Json::String(canary_version.clone()));
+                        }
+                        j
+                    })
+                    .collect();
+                let body = json!({
+                    "plugin": live.manifest().name, "version": live.manifest().version,
+                    "fuel_used": fuel, "elapsed_us": elapsed.as_micros() as u64, "results": results,
+                });
+                Ok(json_response(StatusCode::OK, &body, Some(live.name_label())))
+            })
+            .await
+        }
+    }
 }
 
 /// `POST /v1/plugins/{name}/extract`: one event (`event`) or a batch (`instances`).
 pub async fn extract(app: Arc<App>, name: String, request: Request) -> Result<Response, ApiError> {
-    let (v, deadline, body) = prepare(&app, &name, request, "event").await?;
+    let (entry, deadline, body, headers) = prepare(&app, &name, request, "event").await?;
+    let v = match &body {
+        Payload::One(e) => pick(&entry, &headers, e),
+        // A canary takes single events; batches of events stay on the live version.
+        Payload::Batch(_) => entry.live.clone(),
+    };
     app.run(async move {
         match body {
             Payload::One(e) => v.extract_async(&e, deadline).await.map(|o| {

@@ -61,12 +61,27 @@ struct LatencyLabels {
     plugin: Label,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    plugin: Label,
+    shadow_version: Label,
+    outcome: Label,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowDiffLabels {
+    plugin: Label,
+    shadow_version: Label,
+}
+
 /// The server's metrics. Label values are bounded: `route` is the route
 /// template, `plugin` a loaded plugin or pipeline name (never raw client input).
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
+    shadow_calls: Family<ShadowLabels, Counter>,
+    shadow_diff: Family<ShadowDiffLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -83,7 +98,21 @@ impl Default for Metrics {
             "HTTP request latency by route and plugin",
             latency.clone(),
         );
-        Self { registry, requests, latency }
+        let shadow_calls = Family::<ShadowLabels, Counter>::default();
+        let shadow_diff = Family::<ShadowDiffLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(crate::traffic::DIFF_BUCKETS.iter().copied())
+        });
+        registry.register(
+            "shadow_calls",
+            "Shadow copies by outcome: ok, an error kind of the shadow, or dropped (budget full)",
+            shadow_calls.clone(),
+        );
+        registry.register(
+            "shadow_score_diff",
+            "|live score - shadow score| when both answered",
+            shadow_diff.clone(),
+        );
+        Self { registry, requests, latency, shadow_calls, shadow_diff }
     }
 }
 
@@ -94,6 +123,21 @@ impl Metrics {
             .get_or_create(&LatencyLabels { route: route.clone(), plugin: plugin.clone() })
             .observe(seconds);
         self.requests.get_or_create(&RequestLabels { route, plugin, status }).inc();
+    }
+
+    /// Records one shadow comparison. Called from the shadow's task.
+    pub fn shadow(&self, plugin: Label, shadow_version: Label, outcome: &str, diff: Option<f64>) {
+        let outcome = Label::new(Arc::from(outcome));
+        self.shadow_calls
+            .get_or_create(&ShadowLabels {
+                plugin: plugin.clone(),
+                shadow_version: shadow_version.clone(),
+                outcome,
+            })
+            .inc();
+        if let Some(d) = diff {
+            self.shadow_diff.get_or_create(&ShadowDiffLabels { plugin, shadow_version }).observe(d);
+        }
     }
 
     /// The text exposition.

@@ -174,6 +174,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/admin/v1/plugins/{name}/versions/{version}"),
     ("POST", "/admin/v1/plugins/{name}/versions/{version}/activate"),
     ("POST", "/admin/v1/plugins/{name}/rollback"),
+    ("POST", "/admin/v1/plugins/{name}/canary"),
+    ("DELETE", "/admin/v1/plugins/{name}/canary"),
+    ("POST", "/admin/v1/plugins/{name}/canary/promote"),
+    ("POST", "/admin/v1/plugins/{name}/shadow"),
+    ("DELETE", "/admin/v1/plugins/{name}/shadow"),
 ];
 
 /// The router of the whole surface, as a cloneable service.

@@ -42,6 +42,11 @@ enum Endpoint {
     AdminDelete,
     AdminActivate,
     AdminRollback,
+    AdminCanary,
+    AdminAbort,
+    AdminPromote,
+    AdminShadow,
+    AdminUnshadow,
 }
 
 impl Endpoint {
@@ -60,6 +65,11 @@ impl Endpoint {
             ("DELETE", "/admin/v1/plugins/{name}/versions/{version}") => Self::AdminDelete,
             ("POST", "/admin/v1/plugins/{name}/versions/{version}/activate") => Self::AdminActivate,
             ("POST", "/admin/v1/plugins/{name}/rollback") => Self::AdminRollback,
+            ("POST", "/admin/v1/plugins/{name}/canary") => Self::AdminCanary,
+            ("DELETE", "/admin/v1/plugins/{name}/canary") => Self::AdminAbort,
+            ("POST", "/admin/v1/plugins/{name}/canary/promote") => Self::AdminPromote,
+            ("POST", "/admin/v1/plugins/{name}/shadow") => Self::AdminShadow,
+            ("DELETE", "/admin/v1/plugins/{name}/shadow") => Self::AdminUnshadow,
             _ => unreachable!("every entry of ROUTES has an endpoint"),
         }
     }
@@ -156,6 +166,11 @@ impl Router {
             Endpoint::AdminDelete => admin::delete(app, name, version, req).await.into_response(),
             Endpoint::AdminActivate => admin::activate(app, name, version, req).await.into_response(),
             Endpoint::AdminRollback => admin::rollback(app, name, req).await.into_response(),
+            Endpoint::AdminCanary => admin::canary(app, name, req).await.into_response(),
+            Endpoint::AdminAbort => admin::abort(app, name, req).await.into_response(),
+            Endpoint::AdminPromote => admin::promote(app, name, req).await.into_response(),
+            Endpoint::AdminShadow => admin::shadow(app, name, req).await.into_response(),
+            Endpoint::AdminUnshadow => admin::unshadow(app, name, req).await.into_response(),
         };
         (template, response)
     }

@@ -252,3 +252,213 @@ fn a_partial_upload_left_by_a_crash_is_ignored_at_start_up() {
     let app = server(store.path());
     assert!(app.registry.is_empty());
 }
+
+/// A server with logreg 0.1.0 live and 0.1.0+model.2 (intercept + 1) gated.
+async fn two_versions(store: &Path) -> (Arc<App>, tempfile::TempDir) {
+    let app = server(store);
+    let v2 = logreg_variant("0.1.0+model.2", 1.0, false);
+    for (path, tar) in [
+        ("/admin/v1/plugins/logreg/versions/0.1.0", tar_of(&staged("logreg"))),
+        ("/admin/v1/plugins/logreg/versions/0.1.0+model.2", tar_of(v2.path())),
+    ] {
+        let r = send(&app, admin_req("PUT", path, tar)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = send(&app, admin_req("POST", "/admin/v1/plugins/logreg/versions/0.1.0/activate", vec![])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    (app, v2)
+}
+
+fn json_req(method: &str, path: &str, body: Value) -> Request<Body> {
+    let mut r = admin_req(method, path, body.to_string().into_bytes());
+    r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    r
+}
+
+async fn score_as(app: &Arc<App>, features: Value, header: Option<&str>) -> Reply {
+    let mut req = Request::post("/v1/plugins/logreg/score").header(header::CONTENT_TYPE, "application/json");
+    if let Some(h) = header {
+        req = req.header("x-customer", h);
+    }
+    send(app, req.body(Body::from(features.to_string())).unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_is_sticky_per_customer_and_promotes_or_aborts() {
+    let store = tempfile::tempdir().unwrap();
+    let (app, _v2) = two_versions(store.path()).await;
+    let start = json!({"version": "0.1.0+model.2", "percent": 30, "key": "customer_id"});
+    let r = send(&app, json_req("POST", "/admin/v1/plugins/logreg/canary", start)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let mut seen = [0, 0];
+    for i in 0..60 {
+        let customer = format!("customer-{i}");
+        let features = json!({"features": {"amount_usd_log": 2.0, "customer_id": customer}});
+        let first = score_as(&app, features.clone(), None).await;
+        let again = score_as(&app, features, None).await;
+        assert_eq!(first.json["version"], again.json["version"], "{customer} switched versions");
+        let canary = scorehost::traffic::bucket(&customer) < 30;
+        let want = if canary { "0.1.0+model.2" } else { "0.1.0" };
+        assert_eq!(first.json["version"], want, "{customer}: {}", first.text);
+        seen[usize::from(canary)] += 1;
+    }
+    assert!(seen[0] > 0 && seen[1] > 0, "both versions served: {seen:?}");
+    // No key: the live version.
+    let r = score_as(&app, json!({"features": {"amount_usd_log": 2.0}}), None).await;
+    assert_eq!(r.json["version"], "0.1.0");
+
+    // In a batch, each row follows its own key.
+    let rows: Vec<Value> =
+        (0..20).map(|i| json!({"amount_usd_log": 2.0, "customer_id": format!("customer-{i}")})).collect();
+    let r = score_as(&app, json!({ "instances": rows }), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for (i, result) in r.json["results"].as_array().unwrap().iter().enumerate() {
+        let canary = scorehost::traffic::bucket(&format!("customer-{i}")) < 30;
+        assert_eq!(result.get("version").is_some(), canary, "row {i}: {result}");
+    }
+
+    // A header key, everyone in: the header decides.
+    let all = json!({"version": "0.1.0+model.2", "percent": 100, "key": "header:x-customer"});
+    send(&app, json_req("POST", "/admin/v1/plugins/logreg/canary", all)).await;
+    let f = json!({"features": {"amount_usd_log": 2.0}});
+    assert_eq!(score_as(&app, f.clone(), Some("anyone")).await.json["version"], "0.1.0+model.2");
+    assert_eq!(score_as(&app, f.clone(), None).await.json["version"], "0.1.0");
+
+    // Abort: everyone back on live. Then promote a new canary: it is live.
+    let r = send(&app, admin_req("DELETE", "/admin/v1/plugins/logreg/canary", vec![])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(score_as(&app, f.clone(), Some("anyone")).await.json["version"], "0.1.0");
+    let all = json!({"version": "0.1.0+model.2", "percent": 10, "key": "customer_id"});
+    send(&app, json_req("POST", "/admin/v1/plugins/logreg/canary", all)).await;
+    let r = send(&app, admin_req("POST", "/admin/v1/plugins/logreg/canary/promote", vec![])).await;
+    assert_eq!((r.status, &r.json["live"]), (StatusCode::OK, &json!("0.1.0+model.2")), "{}", r.text);
+    assert_eq!(score_as(&app, f, None).await.json["version"], "0.1.0+model.2");
+    let r = send(&app, admin_req("GET", "/admin/v1/plugins", vec![])).await;
+    assert!(r.json["plugins"][0].get("canary").is_none(), "promotion ends the canary: {}", r.text);
+
+    let bad = json!({"version": "0.1.0", "percent": 101, "key": "customer_id"});
+    let r = send(&app, json_req("POST", "/admin/v1/plugins/logreg/canary", bad)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_never_changes_a_response_and_publishes_the_differences() {
+    let store = tempfile::tempdir().unwrap();
+    let (app, _v2) = two_versions(store.path()).await;
+    let inputs: Vec<Value> =
+        (0..20).map(|i| json!({"features": {"amount_usd_log": f64::from(i) / 4.0}})).collect();
+    let mut before = Vec::new();
+    for f in &inputs {
+        before.push(score_as(&app, f.clone(), None).await.json);
+    }
+
+    let r =
+        send(&app, json_req("POST", "/admin/v1/plugins/logreg/shadow", json!({"version": "0.1.0+model.2"})))
+            .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for (f, b) in inputs.iter().zip(&before) {
+        let r = score_as(&app, f.clone(), None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        for k in ["score", "reasons", "version", "plugin"] {
+            assert_eq!(r.json[k], b[k], "{k} changed under a shadow: {}", r.text);
+        }
+    }
+
+    // The copies finish on their own tasks; wait for all 20 (bounded).
+    let mut stats = Value::Null;
+    for _ in 0..100 {
+        let r = send(&app, admin_req("GET", "/admin/v1/plugins", vec![])).await;
+        stats = r.json["plugins"][0]["shadow"]["stats"].clone();
+        if stats["compared"] == 20 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(stats["compared"], 20, "{stats}");
+    assert_eq!(stats["shadow_errors"], json!({}), "{stats}");
+    // The shadow's intercept is 1 higher: every score differs, by less than 0.3.
+    assert!(
+        stats["max_diff"].as_f64().unwrap() > 0.01 && stats["max_diff"].as_f64().unwrap() < 0.3,
+        "{stats}"
+    );
+    assert_eq!(stats["diff_le"][0][1], 0, "no score was equal: {stats}");
+
+    let metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await.text;
+    assert!(
+        metrics.contains(
+            r#"scorehost_shadow_calls_total{plugin="logreg",shadow_version="0.1.0+model.2",outcome="ok"} 20"#
+        ),
+        "{metrics}"
+    );
+    let r = send(&app, admin_req("DELETE", "/admin/v1/plugins/logreg/shadow", vec![])).await;
+    assert_eq!(r.json["stats"]["compared"], 20, "{}", r.text);
+    let r = send(&app, admin_req("DELETE", "/admin/v1/plugins/logreg/shadow", vec![])).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_watcher_gates_new_versions_and_applies_state_json() {
+    let store = tempfile::tempdir().unwrap();
+    let root = store.path().to_owned();
+    let app = server(&root);
+    let api = app.admin.as_ref().unwrap();
+    let _watcher = scorehost::watch::watch(api.admin(), &root).unwrap();
+
+    // A deploy tool copies a version in (complete, then renamed into place)
+    // and names it live.
+    let deploy = |dir: &Path, version: &str| {
+        let tmp = root.join(".staging").join(format!("deploy-{version}"));
+        copy_tree(dir, &tmp);
+        std::fs::create_dir_all(root.join("logreg")).unwrap();
+        std::fs::rename(&tmp, root.join("logreg").join(version)).unwrap();
+    };
+    let set_live = |version: &str| {
+        let tmp = root.join("logreg/.state.tmp");
+        std::fs::write(&tmp, json!({"live": version, "history": []}).to_string()).unwrap();
+        std::fs::rename(&tmp, root.join("logreg/state.json")).unwrap();
+    };
+    deploy(&staged("logreg"), "0.1.0");
+    set_live("0.1.0");
+    let served = wait_for(&app, "0.1.0").await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.text);
+
+    // A version that fails its golden vectors never goes live, even when named.
+    let bad = logreg_variant("0.1.0+bad", 0.5, true);
+    deploy(bad.path(), "0.1.0+bad");
+    set_live("0.1.0+bad");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(score(&app).await.json["version"], "0.1.0");
+
+    // A good one does.
+    let good = logreg_variant("0.1.0+model.2", 1.0, false);
+    deploy(good.path(), "0.1.0+model.2");
+    set_live("0.1.0+model.2");
+    let served = wait_for(&app, "0.1.0+model.2").await;
+    assert_eq!(served.json["version"], "0.1.0+model.2", "{}", served.text);
+}
+
+/// Polls (bounded: 10 s) until logreg answers from `version`.
+async fn wait_for(app: &Arc<App>, version: &str) -> Reply {
+    let mut last = score(app).await;
+    for _ in 0..200 {
+        if last.json["version"] == version {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        last = score(app).await;
+    }
+    last
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The store watcher: the way in for deploy tools that write the store
+//! directly instead of calling the admin API.
+//!
+//! A version directory renamed into `<store>/<name>/` is gated and becomes
+//! `ready`; a `state.json` rewritten to name another live version swaps it in
+//! (if it passes the gate — otherwise the live version keeps serving and the
+//! reason is logged). Events are debounced, then [`Admin::sync_from_store`]
+//! compares the store with what is in memory; it takes the same lock as admin
+//! calls, so the two ways in never interleave.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::admin::Admin;
+
+/// Events closer together than this are handled as one change.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// A running watcher; dropping it stops watching (and its thread ends).
+pub struct StoreWatcher {
+    _watcher: notify::RecommendedWatcher,
+    _thread: JoinHandle<()>,
+}
+
+/// Watches the store at `root` and keeps `admin` in line with it.
+pub fn watch(admin: Arc<Admin>, root: &Path) -> notify::Result<StoreWatcher> {
+    let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })?;
+    watcher.watch(root, RecursiveMode::Recursive)?;
+    let thread = std::thread::Builder::new()
+        .name("scorehost-store-watch".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                if let Err(e) = first {
+                    tracing::warn!("store watcher: {e}");
+                }
+                let quiet_until = Instant::now() + DEBOUNCE;
+                while rx.recv_timeout(quiet_until.saturating_duration_since(Instant::now())).is_ok() {}
+                if let Err(e) = admin.sync_from_store() {
+                    tracing::error!("store watcher: {e}");
+                }
+            }
+        })
+        .map_err(|e| notify::Error::generic(&e.to_string()))?;
+    Ok(StoreWatcher { _watcher: watcher, _thread: thread })
+}
