@@ -462,3 +462,33 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_in_flight_finish_on_the_version_they_started_with() {
+    let store = tempfile::tempdir().unwrap();
+    let app = server(store.path());
+    let b = copy_with("slow", |m| m.replace("version = \"0.1.0\"", "version = \"0.1.0+b\""));
+    for (path, tar) in [
+        ("/admin/v1/plugins/slow/versions/0.1.0", tar_of(&staged("slow"))),
+        ("/admin/v1/plugins/slow/versions/0.1.0+b", tar_of(b.path())),
+    ] {
+        let r = send(&app, admin_req("PUT", path, tar)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    send(&app, admin_req("POST", "/admin/v1/plugins/slow/versions/0.1.0/activate", vec![])).await;
+
+    let in_flight = tokio::spawn({
+        let app = app.clone();
+        async move {
+            send(&app, crate::http::post("/v1/plugins/slow/score", r#"{"features": {"ms": 800}}"#)).await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let r = send(&app, admin_req("POST", "/admin/v1/plugins/slow/versions/0.1.0+b/activate", vec![])).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(!in_flight.is_finished(), "the swap must happen while the call runs");
+    let new = send(&app, crate::http::post("/v1/plugins/slow/score", r#"{"features": {"ms": 1}}"#)).await;
+    assert_eq!(new.json["version"], "0.1.0+b", "{}", new.text);
+    let old = in_flight.await.unwrap();
+    assert_eq!((old.status, &old.json["version"]), (StatusCode::OK, &json!("0.1.0")), "{}", old.text);
+}
