@@ -382,4 +382,29 @@ mod tests {
         check_name("txn-features_2").unwrap();
         check_version("1.2.0-rc.1+build.5").unwrap();
     }
+
+    fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, path, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpacking_is_bounded_in_entries_and_bytes() {
+        let tar = archive(&[("a", b"12345"), ("d/b", b"678")]);
+        let dir = tempfile::tempdir().unwrap();
+        let target = || Dir::open_ambient_dir(dir.path(), ambient_authority()).unwrap();
+        unpack(&tar, &target(), UploadLimits { max_bytes: 8, max_entries: 2 }).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("d/b")).unwrap(), b"678");
+        let e = unpack(&tar, &target(), UploadLimits { max_bytes: 8, max_entries: 1 }).unwrap_err();
+        assert!(e.to_string().contains("more than 1 entries"), "{e}");
+        let e = unpack(&tar, &target(), UploadLimits { max_bytes: 7, max_entries: 2 }).unwrap_err();
+        assert!(e.to_string().contains("more than 7 bytes"), "{e}");
+    }
 }
