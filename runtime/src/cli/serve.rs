@@ -1,5 +1,6 @@
 //! `scorehost serve`: every plugin behind one HTTP endpoint.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -173,8 +174,12 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("binding {}", args.addr))?;
+        // The handlers are installed before "serving" is logged: a SIGTERM
+        // that arrives the moment the server is up still drains it, instead
+        // of killing the process with the default action.
+        let shutdown = shutdown_signal().context("installing the SIGTERM/Ctrl-C handlers")?;
         tracing::info!("serving {} plugin(s) on http://{}", app.registry.len(), listener.local_addr()?);
-        server::serve(listener, app, shutdown_signal()).await.context("serving")
+        server::serve(listener, app, shutdown).await.context("serving")
     })
 }
 
@@ -205,24 +210,26 @@ fn open_store(
     Ok(AdminApi::new(admin, token.trim(), args.max_upload_bytes))
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the SIGTERM and Ctrl-C handlers now, and returns a future that
+/// resolves on either.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => tracing::info!("Ctrl-C received"),
+            _ = term.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
+    })
+}
+
+/// Ctrl-C only, where there is no SIGTERM.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received");
+    })
 }
