@@ -20,6 +20,7 @@ pub mod error;
 pub mod golden;
 pub mod host;
 pub mod http;
+pub(crate) mod instances;
 pub mod layout;
 pub mod limits;
 pub mod load;

@@ -15,10 +15,11 @@ use crate::cache::{self, ComponentCache};
 use crate::engine::HostEngine;
 use crate::error::LoadError;
 use crate::host::Linkers;
+use crate::instances::{Instances, Pre};
 use crate::layout::Layout;
 use crate::limits::Limits;
 use crate::manifest::{Manifest, World};
-use crate::plugin::{Instances, PluginVersion, Pre};
+use crate::plugin::PluginVersion;
 use crate::snapshot::{self, InitInput};
 
 fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LoadError {

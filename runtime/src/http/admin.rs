@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -91,11 +90,7 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let api = admin(&app, req.headers())?;
     let limit = api.max_upload_bytes;
-    let bytes = match Limited::new(req.into_body(), limit).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(ApiError::TooLarge { limit }),
-        Err(e) => return Err(ApiError::Malformed(format!("cannot read the upload: {e}"))),
-    };
+    let bytes = super::codec::read_limited(req.into_body(), limit).await?;
     let (n, v) = (name.clone(), version.clone());
     let gate = blocking(api, move |a| a.upload(&n, &v, &bytes)).await?;
     Ok(json(StatusCode::CREATED, json!({ "name": name, "version": version, "state": "ready", "gate": gate })))

@@ -27,11 +27,7 @@ pub async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             )));
         }
     }
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<LengthLimitError>() => return Err(ApiError::TooLarge { limit }),
-        Err(e) => return Err(ApiError::Malformed(format!("cannot read the request body: {e}"))),
-    };
+    let bytes = read_limited(body, limit).await?;
     if bytes.is_empty() {
         return Err(ApiError::Malformed("the request body is empty; expected a JSON object".into()));
     }
@@ -39,6 +35,15 @@ pub async fn read_json(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         Ok(Json::Object(obj)) => Ok(obj),
         Ok(_) => Err(ApiError::Malformed("the request body must be a JSON object".into())),
         Err(e) => Err(ApiError::Malformed(format!("the request body is not valid JSON: {e}"))),
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes (413 beyond).
+pub async fn read_limited(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::TooLarge { limit }),
+        Err(e) => Err(ApiError::Malformed(format!("cannot read the request body: {e}"))),
     }
 }
 

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::metrics::Label;
 use crate::error::CallError;
 use crate::pipeline;
-use crate::plugin::PluginVersion;
+use crate::plugin::{Outcome, PluginVersion};
 use crate::registry::Entry;
 use crate::render;
 
@@ -117,58 +117,53 @@ pub async fn score(app: Arc<App>, name: String, request: Request) -> Result<Resp
                     })
                     .await;
             };
-            // With a canary, each row goes where its key sends it: two guest
-            // calls, results back in row order, the canary's rows marked with
-            // their version.
+            // With a canary, each row goes where its key sends it.
             let to_canary: Vec<bool> =
                 rows.iter().map(|r| !Arc::ptr_eq(&pick(&entry, &headers, r), &entry.live)).collect();
             let live = entry.live;
-            app.run(async move {
-                let (mut a, mut b) = (Vec::new(), Vec::new());
-                for (row, c) in rows.into_iter().zip(&to_canary) {
-                    if *c { b.push(row) } else { a.push(row) }
-                }
-                let la = if a.is_empty() { None } else { Some(live.score_batch_async(&a, deadline).await?) };
-                let lb = if b.is_empty() {
-                    None
-                } else {
-                    Some(canary.version.score_batch_async(&b, deadline).await?)
-                };
-                let fuel = la.as_ref().map_or(0, |o| o.fuel_used) + lb.as_ref().map_or(0, |o| o.fuel_used);
-                let elapsed = la.as_ref().map_or(Duration::ZERO, |o| o.elapsed)
-                    + lb.as_ref().map_or(Duration::ZERO, |o| o.elapsed);
-                let (mut ia, mut ib) = (la.map(|o| o.value.into_iter()), lb.map(|o| o.value.into_iter()));
-                let canary_version = canary.version.manifest().version.clone();
-                let results: Vec<Json> = to_canary
-                    .iter()
-                    .map(|&c| {
-                        let r = if c {
-                            ib.as_mut().and_then(Iterator::next)
-                        } else {
-                            ia.as_mut().and_then(Iterator::next)
-                        };
-                        let mut j = match r {
-                            Some(Ok(s)) => render::scored(&s),
-                            Some(Err(e)) => render::error(&e),
-                            None => {
-                                render::error(&CallError::InvalidOutput { message: "missing result".into() })
-                            }
-                        };
-                        if let (true, Json::Object(m)) = (c, &mut j) {
-                            m.insert("version".into(), Json::String(canary_version.clone()));
-                        }
-                        j
-                    })
-                    .collect();
-                let body = json!({
-                    "plugin": live.manifest().name, "version": live.manifest().version,
-                    "fuel_used": fuel, "elapsed_us": elapsed.as_micros() as u64, "results": results,
-                });
-                Ok(json_response(StatusCode::OK, &body, Some(live.name_label())))
-            })
-            .await
+            app.run(score_split(live, canary.version.clone(), rows, to_canary, deadline)).await
         }
     }
+}
+
+/// A score batch split between the live version and a canary: one guest call
+/// each, results back in row order, the canary's rows marked with its version.
+async fn score_split(
+    live: Arc<PluginVersion>,
+    canary: Arc<PluginVersion>,
+    rows: Vec<Map<String, Json>>,
+    to_canary: Vec<bool>,
+    deadline: Option<Duration>,
+) -> Result<Response, CallError> {
+    let (b, a): (Vec<_>, Vec<_>) = rows.into_iter().zip(&to_canary).partition(|(_, c)| **c);
+    let (a, b): (Vec<_>, Vec<_>) =
+        (a.into_iter().map(|(r, _)| r).collect(), b.into_iter().map(|(r, _)| r).collect());
+    let empty = || Outcome { value: Vec::new(), fuel_used: 0, elapsed: Duration::ZERO };
+    let la = if a.is_empty() { empty() } else { live.score_batch_async(&a, deadline).await? };
+    let lb = if b.is_empty() { empty() } else { canary.score_batch_async(&b, deadline).await? };
+    let (fuel, elapsed) = (la.fuel_used + lb.fuel_used, la.elapsed + lb.elapsed);
+    let (mut ia, mut ib) = (la.value.into_iter(), lb.value.into_iter());
+    let canary_version = &canary.manifest().version;
+    let results: Vec<Json> = to_canary
+        .iter()
+        .map(|&c| {
+            let r = if c { ib.next() } else { ia.next() };
+            let mut j = match r {
+                Some(Ok(s)) => render::scored(&s),
+                Some(Err(e)) => render::error(&e),
+                None => render::error(&CallError::InvalidOutput { message: "missing result".into() }),
+            };
+            if let (true, Json::Object(m)) = (c, &mut j) {
+                m.insert("version".into(), Json::String(canary_version.clone()));
+            }
+            j
+        })
+        .collect();
+    let body = json!({
+        "plugin": live.manifest().name, "version": live.manifest().version,
+        "fuel_used": fuel, "elapsed_us": elapsed.as_micros() as u64, "results": results,
+    });
+    Ok(json_response(StatusCode::OK, &body, Some(live.name_label())))
 }
 
 /// `POST /v1/plugins/{name}/extract`: one event (`event`) or a batch (`instances`).

@@ -16,7 +16,7 @@ use scorehost::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::http::{Reply, send};
-use crate::support::{copy_with, staged};
+use crate::support::{copy_dir, copy_with, staged};
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -409,7 +409,7 @@ async fn the_store_watcher_gates_new_versions_and_applies_state_json() {
     // and names it live.
     let deploy = |dir: &Path, version: &str| {
         let tmp = root.join(".staging").join(format!("deploy-{version}"));
-        copy_tree(dir, &tmp);
+        copy_dir(dir, &tmp);
         std::fs::create_dir_all(root.join("logreg")).unwrap();
         std::fs::rename(&tmp, root.join("logreg").join(version)).unwrap();
     };
@@ -449,18 +449,6 @@ async fn wait_for(app: &Arc<App>, version: &str) -> Reply {
         last = score(app).await;
     }
     last
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

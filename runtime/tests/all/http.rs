@@ -222,6 +222,10 @@ async fn unknown_plugin_route_and_method() {
     assert_error(&send(&app, get("/v2/whatever")).await, StatusCode::NOT_FOUND, "no_route");
     let r = send(&app, get("/v1/plugins/logreg/score")).await;
     assert_error(&r, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    // HEAD is answered as GET on GET routes, and not on POST ones.
+    let head = |path: &str| Request::head(path).body(Body::empty()).unwrap();
+    assert_eq!(send(&app, head("/healthz")).await.status, StatusCode::OK);
+    assert_eq!(send(&app, head("/v1/plugins/logreg/score")).await.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]

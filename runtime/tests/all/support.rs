@@ -41,7 +41,8 @@ pub fn copy_with(name: &str, edit: impl FnOnce(String) -> String) -> tempfile::T
     tmp
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

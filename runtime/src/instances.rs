@@ -1,0 +1,213 @@
+//! The instances of one plugin version, and the guest call.
+//!
+//! A call takes a warm instance of the plugin's initialised snapshot (or
+//! instantiates one from the pooling allocator), arms it with the call's fuel
+//! and deadline, and makes one guest call with `call_async`. A call that ends
+//! cleanly returns its instance for the next call of the same version, up to
+//! the manifest's `[instances]` policy; anything else — a trap, a budget hit,
+//! stderr output, a cancelled future — throws the instance away.
+//!
+//! The epoch callback yields to the executor at every tick, so a slow plugin
+//! occupies an async worker for at most one tick at a time.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::bindings::types::{Metadata, PluginError, Row, ScoreResult};
+use crate::bindings::{extractor, scorer};
+use crate::engine::HostEngine;
+use crate::error::CallError;
+use crate::host::HostState;
+use crate::limits::Limits;
+use crate::manifest::InstancePolicy;
+use crate::plugin::Outcome;
+use crate::trap;
+
+/// The pre-instantiated component, typed by world.
+pub(crate) enum Pre {
+    Scorer(scorer::ScorerPluginPre<HostState>),
+    Extractor(extractor::ExtractorPluginPre<HostState>),
+}
+
+/// An instantiated component, typed by world.
+enum Bound {
+    Scorer(scorer::ScorerPlugin),
+    Extractor(extractor::ExtractorPlugin),
+}
+
+/// One instance with its store, ready for a call.
+struct Warm {
+    store: Store<HostState>,
+    plugin: Bound,
+    /// Calls this instance has served.
+    calls: u32,
+}
+
+/// What to ask the guest.
+pub(crate) enum Request<'a> {
+    Describe,
+    Score(&'a Row),
+    ScoreBatch(&'a [Row]),
+    Extract(&'a Row),
+    ExtractBatch(&'a [Row]),
+}
+
+/// What the guest answered, by request.
+pub(crate) enum Answer {
+    Describe(Metadata),
+    Score(Result<ScoreResult, PluginError>),
+    ScoreBatch(Vec<Result<ScoreResult, PluginError>>),
+    Extract(Result<Row, PluginError>),
+    ExtractBatch(Vec<Result<Row, PluginError>>),
+}
+
+/// Hands out instances of one plugin version and takes them back.
+pub(crate) struct Instances {
+    engine: Arc<HostEngine>,
+    pre: Pre,
+    /// `name@version`, for log lines.
+    pub(crate) label: Arc<str>,
+    memory_limit: u64,
+    policy: InstancePolicy,
+    /// Warm instances between calls, at most `max_idle`.
+    idle: Mutex<Vec<Warm>>,
+    max_idle: usize,
+}
+
+impl Instances {
+    /// Instances of `pre`, living by `policy`.
+    pub(crate) fn new(
+        engine: Arc<HostEngine>,
+        pre: Pre,
+        label: Arc<str>,
+        memory_limit: u64,
+        policy: InstancePolicy,
+    ) -> Self {
+        // Calls run on the async workers and rarely yield, so about one call per
+        // core is in flight at a time; a few spare cover bursts without pinning
+        // many pool slots per version.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self { engine, pre, label, memory_limit, policy, idle: Mutex::new(Vec::new()), max_idle: 2 * cores }
+    }
+
+    /// Warm instances currently idle (for tests and metrics).
+    pub(crate) fn idle(&self) -> usize {
+        self.idle.lock().map_or(0, |v| v.len())
+    }
+
+    /// A new store and instance. Its epoch callback yields to the executor at
+    /// every tick and interrupts the guest when the call's ticks run out.
+    async fn instantiate(&self, limits: Limits) -> Result<Warm, CallError> {
+        let state = HostState::new(self.label.clone(), self.memory_limit, WasiCtxBuilder::new());
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut cx| {
+            let state = cx.data_mut();
+            if state.ticks_left <= 1 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
+        arm(&mut store, limits)?;
+        let plugin = match &self.pre {
+            Pre::Scorer(p) => p.instantiate_async(&mut store).await.map(Bound::Scorer),
+            Pre::Extractor(p) => p.instantiate_async(&mut store).await.map(Bound::Extractor),
+        };
+        match plugin {
+            Ok(plugin) => Ok(Warm { store, plugin, calls: 0 }),
+            Err(e) => Err(trap::classify(e, &store, limits.fuel, limits.deadline)),
+        }
+    }
+
+    /// Makes one guest call under `limits` on a warm or new instance.
+    pub(crate) async fn call(
+        &self,
+        limits: Limits,
+        request: Request<'_>,
+    ) -> Result<Outcome<Answer>, CallError> {
+        let start = Instant::now();
+        let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let mut warm = match reused {
+            Some(warm) => warm,
+            None => self.instantiate(limits).await?,
+        };
+        arm(&mut warm.store, limits)?;
+        let result = invoke(&mut warm, request).await;
+        let fuel_used = limits.fuel - warm.store.get_fuel().unwrap_or(0);
+        match result {
+            Ok(value) => {
+                let elapsed = start.elapsed();
+                warm.calls += 1;
+                self.give_back(warm);
+                Ok(Outcome { value, fuel_used, elapsed })
+            }
+            // The instance is dropped here: nothing of a failed call survives.
+            Err(e) => Err(trap::classify(e, &warm.store, limits.fuel, limits.deadline)),
+        }
+    }
+
+    /// Keeps `warm` for another call if the policy allows and it is clean.
+    fn give_back(&self, warm: Warm) {
+        let state = warm.store.data();
+        let clean = state.limiter.breach.is_none() && !state.wrote_stderr();
+        if !clean || warm.calls >= self.policy.calls_per_instance() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.max_idle
+        {
+            idle.push(warm);
+        }
+    }
+
+    /// Calls `describe()`, blocking (at load).
+    pub(crate) fn describe(&self, limits: Limits) -> Result<Metadata, CallError> {
+        match block(self.call(limits, Request::Describe))?.value {
+            Answer::Describe(m) => Ok(m),
+            _ => unreachable!("describe answers describe"),
+        }
+    }
+}
+
+/// Sets a call's budgets on `store`: all of its fuel, all of its deadline.
+fn arm(store: &mut Store<HostState>, limits: Limits) -> Result<(), CallError> {
+    store.set_fuel(limits.fuel).map_err(|e| CallError::GuestTrap { message: format!("{e:#}") })?;
+    store.data_mut().start_call(HostEngine::deadline_ticks(limits.deadline));
+    store.set_epoch_deadline(1);
+    Ok(())
+}
+
+/// The guest call itself.
+async fn invoke(warm: &mut Warm, request: Request<'_>) -> wasmtime::Result<Answer> {
+    let store = &mut warm.store;
+    Ok(match (&warm.plugin, request) {
+        (Bound::Scorer(p), Request::Describe) => {
+            Answer::Describe(p.scorehost_plugin_scorer().call_describe(store).await?)
+        }
+        (Bound::Extractor(p), Request::Describe) => {
+            Answer::Describe(p.scorehost_plugin_extractor().call_describe(store).await?)
+        }
+        (Bound::Scorer(p), Request::Score(row)) => {
+            Answer::Score(p.scorehost_plugin_scorer().call_score(store, row).await?)
+        }
+        (Bound::Scorer(p), Request::ScoreBatch(rows)) => {
+            Answer::ScoreBatch(p.scorehost_plugin_scorer().call_score_batch(store, rows).await?)
+        }
+        (Bound::Extractor(p), Request::Extract(row)) => {
+            Answer::Extract(p.scorehost_plugin_extractor().call_extract(store, row).await?)
+        }
+        (Bound::Extractor(p), Request::ExtractBatch(rows)) => {
+            Answer::ExtractBatch(p.scorehost_plugin_extractor().call_extract_batch(store, rows).await?)
+        }
+        _ => wasmtime::bail!("request does not match the plugin's world"),
+    })
+}
+
+/// Drives a call future to completion on the current (non-async) thread.
+pub(crate) fn block<F: Future>(f: F) -> F::Output {
+    wasmtime_wasi::runtime::in_tokio(f)
+}
