@@ -19,6 +19,8 @@ const PLUGINS: &[&str] = &[
     "hostile-alloc",
     "hostile-recursion",
     "hostile-panic",
+    "hostile-deadline",
+    "hostile-output",
     "fs-probe",
     "net-import",
     "slow",

@@ -32,6 +32,9 @@ pub enum ErrorKind {
     Overloaded,
     /// The operation does not apply to this plugin (scoring an extractor).
     Unsupported,
+    /// The plugin version faulted too often and is quarantined by its circuit
+    /// breaker for a back-off period (see [`crate::breaker`]).
+    PluginQuarantined,
 }
 
 impl ErrorKind {
@@ -48,6 +51,7 @@ impl ErrorKind {
             ErrorKind::InvalidOutput => "invalid_output",
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::PluginQuarantined => "plugin_quarantined",
         }
     }
 }
@@ -121,6 +125,17 @@ pub enum CallError {
         /// What was asked of which plugin.
         message: String,
     },
+    /// See [`ErrorKind::PluginQuarantined`].
+    #[error(
+        "`{plugin}` is quarantined after repeated faults; a probe call is let through in {}s",
+        retry_after.as_secs_f64().ceil()
+    )]
+    Quarantined {
+        /// `name@version`.
+        plugin: String,
+        /// Time until the next probe may run.
+        retry_after: Duration,
+    },
 }
 
 impl CallError {
@@ -137,6 +152,7 @@ impl CallError {
             CallError::InvalidOutput { .. } => ErrorKind::InvalidOutput,
             CallError::Overloaded { .. } => ErrorKind::Overloaded,
             CallError::Unsupported { .. } => ErrorKind::Unsupported,
+            CallError::Quarantined { .. } => ErrorKind::PluginQuarantined,
         }
     }
 

@@ -196,9 +196,11 @@ enum Answer {
 
 fn run_one(version: &PluginVersion, v: &Vector) -> (Answer, u64, Duration) {
     let answer: Result<(Answer, u64, Duration), CallError> = match version.manifest().world {
-        World::Scorer => version.score(&v.input, None).map(|o| {
-            let reasons = o.value.reasons.iter().map(|(c, _)| c.clone()).collect();
-            (Answer::Score { score: o.value.score, reasons }, o.fuel_used, o.elapsed)
+        // A fallback score stands in for an error: vectors check the plugin.
+        World::Scorer => version.score(&v.input, None).and_then(|o| {
+            let value = o.value.into_plugin_result()?;
+            let reasons = value.reasons.iter().map(|(c, _)| c.clone()).collect();
+            Ok((Answer::Score { score: value.score, reasons }, o.fuel_used, o.elapsed))
         }),
         World::Extractor => {
             version.extract(&v.input, None).map(|o| (Answer::Features(o.value), o.fuel_used, o.elapsed))

@@ -8,12 +8,14 @@
 //! - every call runs in an instance of its plugin version (warm, or new from
 //!   the snapshot) on the one shared [`engine`], with the
 //!   budgets of [`limits`] and only the imports of [`host`];
-//! - failures come back as the typed errors of [`error`];
+//! - failures come back as the typed errors of [`error`]; a version that keeps
+//!   faulting is quarantined by its [`breaker`];
 //! - [`registry`] maps names to live versions, [`pipeline`] chains extractors
 //!   into a scorer, and [`http`] serves it all.
 
 pub mod admin;
 pub mod bindings;
+pub mod breaker;
 pub mod cache;
 pub mod engine;
 pub mod error;

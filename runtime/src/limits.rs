@@ -23,6 +23,10 @@ pub const MAX_DEADLINE_MS: u64 = 60_000;
 /// The largest memory cap a manifest may ask for; also the size of each slot of
 /// the engine's pooling allocator.
 pub const MAX_MEMORY_MIB: u64 = 1024;
+/// Default cap on the calls one plugin version runs at once.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
+/// The largest `max_in_flight` a manifest may ask for.
+pub const MAX_MAX_IN_FLIGHT: u32 = 4096;
 
 /// The `[limits]` table of `plugin.toml`. Every field is optional.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -37,6 +41,11 @@ pub struct LimitsSpec {
     /// Linear-memory cap per instance, in MiB. Default 64, at most 1024.
     #[serde(default = "default_memory")]
     pub memory_mib: u64,
+    /// Calls of this plugin version running at once; beyond, `overloaded`
+    /// (503). Keeps a slow plugin from taking the server's in-flight slots
+    /// and instance pool from the others. Default 32, at most 4096.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
 }
 
 fn default_fuel() -> u64 {
@@ -48,10 +57,18 @@ fn default_deadline() -> u64 {
 fn default_memory() -> u64 {
     DEFAULT_MEMORY_MIB
 }
+fn default_max_in_flight() -> u32 {
+    DEFAULT_MAX_IN_FLIGHT
+}
 
 impl Default for LimitsSpec {
     fn default() -> Self {
-        Self { fuel: DEFAULT_FUEL, deadline_ms: DEFAULT_DEADLINE_MS, memory_mib: DEFAULT_MEMORY_MIB }
+        Self {
+            fuel: DEFAULT_FUEL,
+            deadline_ms: DEFAULT_DEADLINE_MS,
+            memory_mib: DEFAULT_MEMORY_MIB,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
     }
 }
 
@@ -68,6 +85,7 @@ impl LimitsSpec {
         check("fuel", self.fuel, MAX_FUEL)?;
         check("deadline_ms", self.deadline_ms, MAX_DEADLINE_MS)?;
         check("memory_mib", self.memory_mib, MAX_MEMORY_MIB)?;
+        check("max_in_flight", self.max_in_flight.into(), MAX_MAX_IN_FLIGHT.into())?;
         Ok(Limits {
             fuel: self.fuel,
             deadline: Duration::from_millis(self.deadline_ms),

@@ -11,6 +11,7 @@ use wasmtime::component::Component;
 
 use crate::bindings::types::Metadata;
 use crate::bindings::{extractor, scorer};
+use crate::breaker::Guard;
 use crate::cache::{self, ComponentCache};
 use crate::engine::HostEngine;
 use crate::error::LoadError;
@@ -103,6 +104,7 @@ impl PluginVersion {
             .map_err(|m| LoadError::Metadata(format!("outputs: {m}")))?;
         Ok(PluginVersion {
             name: manifest.name.as_str().into(),
+            guard: Guard::new(manifest.breaker, manifest.limits.max_in_flight),
             content_hash: cache::content_hash(&wasm),
             manifest,
             limits,

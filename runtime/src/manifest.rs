@@ -13,6 +13,19 @@
 //! deadline_ms = 50
 //! memory_mib = 16
 //!
+//! max_in_flight = 32           # calls of this version running at once
+//!
+//! [breaker]                    # optional, see crate::breaker::BreakerPolicy
+//! fault_rate = 0.5             # quarantine at this share of faulted calls…
+//! min_calls = 20               # …once a window has seen this many calls
+//! window_ms = 10_000
+//! backoff_ms = 1_000           # first quarantine; doubles after a failed probe
+//! max_backoff_ms = 60_000
+//!
+//! [fallback]                   # optional, scorers only, see FallbackPolicy
+//! mode = "default"             # "fail" (the default): answer the error
+//! score = 0.02                 # answered, marked as a fallback, on a plugin fault
+//!
 //! [instances]                  # optional, see InstancePolicy
 //! fresh_per_call = false       # true: a brand-new instance for every call
 //! max_reuse = 1000             # calls a warm instance serves before it is retired
@@ -28,6 +41,8 @@ use std::path::{Component as PathPart, Path};
 
 use serde::Deserialize;
 
+use crate::breaker::BreakerPolicy;
+use crate::error::{CallError, ErrorKind};
 use crate::limits::{Limits, LimitsSpec};
 
 /// Which WIT world a plugin implements.
@@ -79,6 +94,12 @@ pub struct Manifest {
     /// Whether and how long instances are reused between calls.
     #[serde(default)]
     pub instances: InstancePolicy,
+    /// When repeated faults quarantine this version.
+    #[serde(default)]
+    pub breaker: BreakerPolicy,
+    /// What a scorer answers when it cannot score.
+    #[serde(default)]
+    pub fallback: FallbackPolicy,
     /// Key/values handed to the plugin's `init`.
     #[serde(default)]
     pub config: toml::Table,
@@ -107,6 +128,8 @@ impl Manifest {
         }
         self.limits.validate()?;
         self.instances.validate()?;
+        self.breaker.validate()?;
+        self.fallback.validate(self.world)?;
         Ok(())
     }
 
@@ -183,6 +206,64 @@ impl InstancePolicy {
     }
 }
 
+/// The `[fallback]` table: what a scorer answers when it cannot score.
+///
+/// `mode = "fail"` (the default) fails closed: the caller gets the error.
+/// `mode = "default"` answers `score` instead — HTTP 200, no reasons, and a
+/// `fallback` object naming the error it stands in for — whenever the plugin
+/// is at fault (a budget hit, a trap, its own error, an unusable answer), is
+/// quarantined, or is at its in-flight cap. Input the caller got wrong is
+/// still an error: a fallback must never hide a caller's bug.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackPolicy {
+    /// `fail` or `default`.
+    #[serde(default)]
+    pub mode: FallbackMode,
+    /// The declared default score; required by, and only allowed with, `mode = "default"`.
+    #[serde(default)]
+    pub score: Option<f64>,
+}
+
+/// See [`FallbackPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FallbackMode {
+    /// Answer the error.
+    #[default]
+    Fail,
+    /// Answer the declared default score, marked as a fallback.
+    Default,
+}
+
+impl FallbackPolicy {
+    fn validate(&self, world: World) -> Result<(), String> {
+        match (self.mode, self.score) {
+            (FallbackMode::Fail, None) => Ok(()),
+            (FallbackMode::Fail, Some(_)) => {
+                Err("fallback.score is only used with fallback.mode = \"default\"".into())
+            }
+            (FallbackMode::Default, _) if world != World::Scorer => {
+                Err("fallback.mode = \"default\" applies to scorers only".into())
+            }
+            (FallbackMode::Default, Some(s)) if s.is_finite() => Ok(()),
+            (FallbackMode::Default, _) => {
+                Err("fallback.mode = \"default\" needs fallback.score, a finite number".into())
+            }
+        }
+    }
+
+    /// The default score to answer instead of `error`, if this policy has one
+    /// for it.
+    pub fn score_for(&self, error: &CallError) -> Option<f64> {
+        let stands_in = !matches!(error.kind(), ErrorKind::InvalidInput | ErrorKind::Unsupported);
+        match self.mode {
+            FallbackMode::Default if stands_in => self.score,
+            _ => None,
+        }
+    }
+}
+
 /// A path that stays inside the plugin directory: relative, no `..`.
 fn relative_inside(field: &str, path: &str) -> Result<(), String> {
     let p = Path::new(path);
@@ -231,6 +312,18 @@ mod tests {
     }
 
     #[test]
+    fn fallback_stands_in_for_plugin_faults_only() {
+        let m = Manifest::parse(&GOOD.replace("[config]", "[fallback]\nmode = \"default\"\nscore = 0.25\n[config]"))
+            .unwrap();
+        let trap = CallError::GuestTrap { message: "x".into() };
+        assert_eq!(m.fallback.score_for(&trap), Some(0.25));
+        assert_eq!(m.fallback.score_for(&CallError::invalid_input("x")), None);
+        let extractor = GOOD.replace("\"scorer\"", "\"extractor\"");
+        assert!(Manifest::parse(&extractor.replace("[config]", "[fallback]\nmode = \"default\"\nscore = 0.25\n[config]")).is_err());
+        assert_eq!(Manifest::parse(GOOD).unwrap().fallback.score_for(&trap), None);
+    }
+
+    #[test]
     fn rejects_escaping_paths_and_bad_names() {
         for (from, to) in [
             ("\"logreg.wasm\"", "\"../x.wasm\""),
@@ -241,6 +334,13 @@ mod tests {
             ("\"scorer\"", "\"ranker\""),
             ("[config]", "[instances]\nmax_reuse = 0\n[config]"),
             ("[config]", "[instances]\nreuse = true\n[config]"),
+            ("[config]", "[breaker]\nfault_rate = 0\n[config]"),
+            ("[config]", "[breaker]\nbackoff_ms = 10\nmax_backoff_ms = 5\n[config]"),
+            ("[config]", "[fallback]\nmode = \"default\"\n[config]"),
+            ("[config]", "[fallback]\nscore = 0.5\n[config]"),
+            ("[config]", "[fallback]\nmode = \"default\"\nscore = nan\n[config]"),
+            ("[config]", "[fallback]\nmode = \"maybe\"\n[config]"),
+            ("fuel = 1000", "fuel = 1000\nmax_in_flight = 0"),
         ] {
             assert!(Manifest::parse(&GOOD.replacen(from, to, 1)).is_err(), "{to} accepted");
         }

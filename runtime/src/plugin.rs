@@ -9,11 +9,12 @@
 //! for the CLI, tests and benches.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
 
 use crate::bindings::types::{self, Metadata, Row};
+use crate::breaker::{self, BreakerState, Guard};
 use crate::error::CallError;
 use crate::instances::{Answer, Instances, Request, block};
 use crate::layout::Layout;
@@ -39,7 +40,27 @@ pub struct Scored {
     pub score: f64,
     /// Reason codes with signed weights, as the plugin ordered them.
     pub reasons: Vec<(String, f64)>,
+    /// Set when `score` is the manifest's declared fallback, answered in place
+    /// of this error (see [`crate::manifest::FallbackPolicy`]).
+    pub fallback: Option<CallError>,
 }
+
+impl Scored {
+    /// What the plugin itself answered: the error a fallback stands in for is
+    /// an error here. For checks that must see the plugin, not the policy
+    /// (golden vectors, shadow comparisons).
+    pub fn into_plugin_result(self) -> Result<Scored, CallError> {
+        match self.fallback {
+            Some(e) => Err(e),
+            None => Ok(self),
+        }
+    }
+}
+
+/// The most reason codes a score may carry.
+pub const MAX_REASONS: usize = 256;
+/// The longest reason code, in bytes.
+pub const MAX_REASON_CODE_BYTES: usize = 256;
 
 /// Per-row results of a batch, in input order.
 pub type BatchResults<T> = Vec<Result<T, CallError>>;
@@ -56,6 +77,7 @@ pub struct PluginVersion {
     pub(crate) inputs: Layout,
     pub(crate) outputs: Layout,
     pub(crate) instances: Instances,
+    pub(crate) guard: Guard,
     pub(crate) from_cache: bool,
 }
 
@@ -110,6 +132,41 @@ impl PluginVersion {
         self.instances.idle()
     }
 
+    /// Where its circuit breaker stands.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.guard.state()
+    }
+
+    /// Times its circuit breaker has quarantined it.
+    pub fn quarantines(&self) -> u64 {
+        self.guard.quarantines()
+    }
+
+    /// Calls of this version running now.
+    pub fn in_flight(&self) -> u32 {
+        self.guard.in_flight()
+    }
+
+    /// Runs `call` through the breaker and the in-flight cap, and reports
+    /// whether it faulted.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
+        let pass = self.guard.enter(self.label())?;
+        let result = call.await;
+        pass.finish(matches!(&result, Err(e) if breaker::is_fault(e, self.limits.deadline)));
+        result
+    }
+
+    /// The manifest's fallback for a failed score, if it has one for `error`.
+    fn fall_back(&self, error: CallError) -> Result<Scored, CallError> {
+        match self.manifest.fallback.score_for(&error) {
+            Some(score) => Ok(Scored { score, reasons: Vec::new(), fallback: Some(error) }),
+            None => Err(error),
+        }
+    }
+
     fn expect(&self, world: World, verb: &str) -> Result<(), CallError> {
         if self.manifest.world == world {
             return Ok(());
@@ -131,11 +188,19 @@ impl PluginVersion {
         deadline: Option<Duration>,
     ) -> Result<Outcome<Scored>, CallError> {
         self.expect(World::Scorer, "score")?;
+        let start = Instant::now();
         let row = self.inputs.row(features)?;
-        let out = self.instances.call(self.limits.tightened(deadline), Request::Score(&row)).await?;
-        let Answer::Score(answer) = out.value else { unreachable!("score answers score") };
-        let value = answer.map_err(snapshot::plugin_error).and_then(scored)?;
-        Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
+        let result = self
+            .guarded(async {
+                let out = self.instances.call(self.limits.tightened(deadline), Request::Score(&row)).await?;
+                let Answer::Score(answer) = out.value else { unreachable!("score answers score") };
+                let value = answer.map_err(snapshot::plugin_error).and_then(scored)?;
+                Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
+            })
+            .await;
+        result.or_else(|e| {
+            Ok(Outcome { value: self.fall_back(e)?, fuel_used: 0, elapsed: start.elapsed() })
+        })
     }
 
     /// Scores many rows in one instance and one guest call. A row that fails
@@ -147,18 +212,41 @@ impl PluginVersion {
         deadline: Option<Duration>,
     ) -> Result<Outcome<BatchResults<Scored>>, CallError> {
         self.expect(World::Scorer, "score")?;
-        self.batch(
-            rows,
-            deadline,
-            |rows| Request::ScoreBatch(rows),
-            |answer| match answer {
-                Answer::ScoreBatch(results) => {
-                    results.into_iter().map(|r| r.map_err(snapshot::plugin_error).and_then(scored)).collect()
+        let start = Instant::now();
+        let out = self
+            .batch(
+                rows,
+                deadline,
+                |rows| Request::ScoreBatch(rows),
+                |answer| match answer {
+                    Answer::ScoreBatch(results) => results
+                        .into_iter()
+                        .map(|r| r.map_err(snapshot::plugin_error).and_then(scored))
+                        .collect(),
+                    _ => unreachable!("a score batch answers a score batch"),
+                },
+            )
+            .await;
+        match out {
+            Ok(mut out) => {
+                for r in &mut out.value {
+                    if let Err(e) = r {
+                        *r = self.fall_back(e.clone());
+                    }
                 }
-                _ => unreachable!("a score batch answers a score batch"),
-            },
-        )
-        .await
+                Ok(out)
+            }
+            // The whole call failed: with a fallback, every row the host
+            // accepted gets it; rows it rejected keep their own error.
+            Err(e) if self.manifest.fallback.score_for(&e).is_some() => {
+                let value = rows
+                    .iter()
+                    .map(|r| self.inputs.row(r).and_then(|_| self.fall_back(e.clone())))
+                    .collect();
+                Ok(Outcome { value, fuel_used: 0, elapsed: start.elapsed() })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Extracts the features of one JSON event.
@@ -169,10 +257,13 @@ impl PluginVersion {
     ) -> Result<Outcome<Map<String, Json>>, CallError> {
         self.expect(World::Extractor, "extract")?;
         let row = self.inputs.row(event)?;
-        let out = self.instances.call(self.limits.tightened(deadline), Request::Extract(&row)).await?;
-        let Answer::Extract(answer) = out.value else { unreachable!("extract answers extract") };
-        let value = answer.map_err(snapshot::plugin_error).and_then(|r| self.outputs.named(&r))?;
-        Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
+        self.guarded(async {
+            let out = self.instances.call(self.limits.tightened(deadline), Request::Extract(&row)).await?;
+            let Answer::Extract(answer) = out.value else { unreachable!("extract answers extract") };
+            let value = answer.map_err(snapshot::plugin_error).and_then(|r| self.outputs.named(&r))?;
+            Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
+        })
+        .await
     }
 
     /// Extracts many events in one instance and one guest call, as [`Self::score_batch_async`].
@@ -247,8 +338,11 @@ impl PluginVersion {
         let out = if good.is_empty() {
             Outcome { value: Vec::new(), fuel_used: 0, elapsed: Duration::ZERO }
         } else {
-            let out = self.instances.call(self.limits.tightened(deadline), request(&good)).await?;
-            Outcome { value: results(out.value), fuel_used: out.fuel_used, elapsed: out.elapsed }
+            self.guarded(async {
+                let out = self.instances.call(self.limits.tightened(deadline), request(&good)).await?;
+                Ok(Outcome { value: results(out.value), fuel_used: out.fuel_used, elapsed: out.elapsed })
+            })
+            .await?
         };
         if out.value.len() != good.len() {
             return Err(CallError::InvalidOutput {
@@ -267,8 +361,22 @@ impl PluginVersion {
     }
 }
 
-/// Validates a score: it must be finite, and so must every reason weight.
+/// Validates a score: it must be finite, and so must every reason weight; at
+/// most [`MAX_REASONS`] reasons of at most [`MAX_REASON_CODE_BYTES`] each.
 fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
+    if s.reasons.len() > MAX_REASONS {
+        return Err(CallError::InvalidOutput {
+            message: format!("{} reasons returned; at most {MAX_REASONS} are accepted", s.reasons.len()),
+        });
+    }
+    if let Some(r) = s.reasons.iter().find(|r| r.code.len() > MAX_REASON_CODE_BYTES) {
+        return Err(CallError::InvalidOutput {
+            message: format!(
+                "a reason code of {} bytes returned; at most {MAX_REASON_CODE_BYTES} are accepted",
+                r.code.len()
+            ),
+        });
+    }
     if !s.value.is_finite() {
         return Err(CallError::InvalidOutput {
             message: format!("score is {}, not a finite number", s.value),
@@ -279,7 +387,11 @@ fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
             message: format!("reason `{}` has weight {}", r.code, r.weight),
         });
     }
-    Ok(Scored { score: s.value, reasons: s.reasons.into_iter().map(|r| (r.code, r.weight)).collect() })
+    Ok(Scored {
+        score: s.value,
+        reasons: s.reasons.into_iter().map(|r| (r.code, r.weight)).collect(),
+        fallback: None,
+    })
 }
 
 #[cfg(test)]

@@ -55,6 +55,22 @@ impl Registry {
         self.map.load().get(name).cloned()
     }
 
+    /// Every version serving traffic — live, canary and shadow — with its role.
+    pub fn serving(&self) -> Vec<(&'static str, Arc<PluginVersion>)> {
+        let map = self.map.load();
+        let mut out = Vec::new();
+        for e in map.values() {
+            out.push(("live", e.live.clone()));
+            if let Some(c) = &e.canary {
+                out.push(("canary", c.version.clone()));
+            }
+            if let Some(s) = &e.shadow {
+                out.push(("shadow", s.version.clone()));
+            }
+        }
+        out
+    }
+
     /// Every live version, by name.
     pub fn all(&self) -> Vec<Arc<PluginVersion>> {
         self.map.load().values().map(|e| e.live.clone()).collect()

@@ -6,11 +6,21 @@ use serde_json::{Map, Value as Json, json};
 use crate::error::CallError;
 use crate::plugin::{Outcome, PluginVersion, Scored};
 
-/// `{"score", "reasons":[{"code","weight"}]}` of one scored row.
+/// `{"score", "reasons":[{"code","weight"}]}` of one scored row, plus
+/// `"fallback":{"kind","message"}` when the score is the declared fallback.
 pub fn scored(s: &Scored) -> Json {
     let reasons: Vec<Json> =
         s.reasons.iter().map(|(code, weight)| json!({"code": code, "weight": weight})).collect();
-    json!({"score": s.score, "reasons": reasons})
+    let mut j = json!({"score": s.score, "reasons": reasons});
+    if let (Some(e), Json::Object(m)) = (&s.fallback, &mut j) {
+        m.insert("fallback".into(), fallback(e));
+    }
+    j
+}
+
+/// `{"kind","message"}` of the error a fallback score stands in for.
+pub fn fallback(e: &CallError) -> Json {
+    json!({"kind": e.kind().as_str(), "message": e.to_string()})
 }
 
 /// `{"error":{"kind","message"}}`.
@@ -25,6 +35,9 @@ pub fn error(e: &CallError) -> Json {
 pub struct ScoreResponse<'a> {
     /// Wall-clock time of the call, µs.
     pub elapsed_us: u64,
+    /// Present when `score` is the manifest's fallback: the error it stands in for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Json>,
     /// Fuel the call consumed.
     pub fuel_used: u64,
     /// The plugin's name.
@@ -50,6 +63,7 @@ pub struct Reason<'a> {
 pub fn score_response<'a>(v: &'a PluginVersion, out: &'a Outcome<Scored>) -> ScoreResponse<'a> {
     ScoreResponse {
         elapsed_us: out.elapsed.as_micros() as u64,
+        fallback: out.value.fallback.as_ref().map(fallback),
         fuel_used: out.fuel_used,
         plugin: &v.manifest().name,
         reasons: out.value.reasons.iter().map(|(code, weight)| Reason { code, weight: *weight }).collect(),
@@ -104,7 +118,27 @@ pub fn describe(v: &PluginVersion) -> Json {
             "fuel": limits.fuel,
             "deadline_ms": limits.deadline.as_millis() as u64,
             "memory_bytes": limits.memory_bytes,
+            "max_in_flight": v.manifest().limits.max_in_flight,
         },
+        "health": health(v),
+        "fallback": v.manifest().fallback.score.map(|s| json!({"score": s})),
+    })
+}
+
+/// `{"state": "ok"|"quarantined"|"probing", "retry_after_ms", "quarantines", "in_flight"}`:
+/// where a version's circuit breaker stands.
+pub fn health(v: &PluginVersion) -> Json {
+    use crate::breaker::BreakerState;
+    let (state, retry_after_ms) = match v.breaker_state() {
+        BreakerState::Closed => ("ok", None),
+        BreakerState::Open { retry_after } => ("quarantined", Some(retry_after.as_millis() as u64)),
+        BreakerState::Probing => ("probing", None),
+    };
+    json!({
+        "state": state,
+        "retry_after_ms": retry_after_ms,
+        "quarantines": v.quarantines(),
+        "in_flight": v.in_flight(),
     })
 }
 

@@ -181,7 +181,8 @@ impl Shadow {
         tokio::spawn(async move {
             let result = shadow.version.score_async(&features, None).await;
             drop(permit);
-            let (outcome, diff) = shadow.record(&live, result.map(|o| o.value));
+            let result = result.and_then(|o| o.value.into_plugin_result());
+            let (outcome, diff) = shadow.record(&live, result);
             done(outcome, diff);
         });
     }

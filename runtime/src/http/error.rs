@@ -116,7 +116,7 @@ pub fn call_status(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidInput => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Overloaded | ErrorKind::PluginQuarantined => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
         // The plugin's fault: budgets, traps, its own errors, unusable output.
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,11 +126,17 @@ pub fn call_status(kind: ErrorKind) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::Call(CallError::Quarantined { retry_after, .. }) => {
+                retry_after.as_secs_f64().ceil().max(1.0) as u64
+            }
+            _ => 1,
+        };
         let body = serde_json::json!({"error": {"kind": self.kind(), "message": self.to_string()}});
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response
     }

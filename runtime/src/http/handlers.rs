@@ -39,6 +39,13 @@ fn json_response(status: StatusCode, body: &impl Serialize, label: Option<Arc<st
     r
 }
 
+/// Marks a response whose score is a declared fallback: the
+/// `x-scorehost-fallback` header names the error kind it stands in for.
+fn mark_fallback(app: &App, response: &mut Response, plugin: Arc<str>, e: &CallError) {
+    app.metrics.fallback(Label::new(plugin), e.kind().as_str());
+    response.headers_mut().insert("x-scorehost-fallback", header::HeaderValue::from_static(e.kind().as_str()));
+}
+
 /// `x-deadline-ms`: a per-request deadline that can only tighten a plugin's own.
 fn request_deadline(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
     let Some(raw) = headers.get("x-deadline-ms") else { return Ok(None) };
@@ -91,8 +98,12 @@ pub async fn score(app: Arc<App>, name: String, request: Request) -> Result<Resp
             let app2 = app.clone();
             app.run(async move {
                 let out = v.score_async(&f, deadline).await?;
-                let response =
+                let mut response =
                     json_response(StatusCode::OK, &render::score_response(&v, &out), Some(v.name_label()));
+                if let Some(e) = &out.value.fallback {
+                    mark_fallback(&app2, &mut response, v.name_label(), e);
+                    return Ok(response);
+                }
                 if let Some(shadow) = shadow {
                     let (plugin, version) = (
                         Label::new(v.name_label()),
@@ -225,7 +236,11 @@ pub async fn run_pipeline(app: Arc<App>, name: String, request: Request) -> Resu
             a.insert("features".into(), Json::Object(run.features));
         }
     }
-    Ok(json_response(StatusCode::OK, &answer, Some(name.into())))
+    let mut response = json_response(StatusCode::OK, &answer, Some(name.into()));
+    if let Some(e) = &run.scored.fallback {
+        mark_fallback(&app, &mut response, spec.scorer.as_str().into(), e);
+    }
+    Ok(response)
 }
 
 /// `GET /v1/plugins`: every live plugin with its world, schema and limits.

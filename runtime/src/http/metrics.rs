@@ -4,8 +4,12 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -74,6 +78,12 @@ struct ShadowDiffLabels {
     shadow_version: Label,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    plugin: Label,
+    kind: Label,
+}
+
 /// The server's metrics. Label values are bounded: `route` is the route
 /// template, `plugin` a loaded plugin or pipeline name (never raw client input).
 pub struct Metrics {
@@ -82,6 +92,7 @@ pub struct Metrics {
     latency: Family<LatencyLabels, Histogram>,
     shadow_calls: Family<ShadowLabels, Counter>,
     shadow_diff: Family<ShadowDiffLabels, Histogram>,
+    fallbacks: Family<FallbackLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -112,7 +123,13 @@ impl Default for Metrics {
             "|live score - shadow score| when both answered",
             shadow_diff.clone(),
         );
-        Self { registry, requests, latency, shadow_calls, shadow_diff }
+        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Scores answered with the manifest's fallback, by plugin and the error kind it stood in for",
+            fallbacks.clone(),
+        );
+        Self { registry, requests, latency, shadow_calls, shadow_diff, fallbacks }
     }
 }
 
@@ -140,11 +157,79 @@ impl Metrics {
         }
     }
 
+    /// Also publishes, at every scrape, the circuit-breaker state of each
+    /// version `plugins` serves. Called once, when the server is built.
+    pub fn with_plugins(mut self, plugins: Arc<crate::registry::Registry>) -> Self {
+        self.registry.register_collector(Box::new(PluginHealth(plugins)));
+        self
+    }
+
+    /// Records one fallback answer. Called by the handlers.
+    pub fn fallback(&self, plugin: Label, kind: &'static str) {
+        self.fallbacks.get_or_create(&FallbackLabels { plugin, kind: Label::new(Arc::from(kind)) }).inc();
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Breaker state and in-flight calls of every serving version, read at scrape time.
+struct PluginHealth(Arc<crate::registry::Registry>);
+
+impl std::fmt::Debug for PluginHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PluginHealth")
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    plugin: String,
+    version: String,
+    role: &'static str,
+}
+
+impl Collector for PluginHealth {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let serving = self.0.serving();
+        let labels = |role: &'static str, v: &crate::plugin::PluginVersion| VersionLabels {
+            plugin: v.manifest().name.clone(),
+            version: v.manifest().version.clone(),
+            role,
+        };
+        let mut family = encoder.encode_descriptor(
+            "plugin_quarantined",
+            "1 while the version's circuit breaker holds it in quarantine (or probing), else 0",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (role, v) in &serving {
+            let open = !matches!(v.breaker_state(), crate::breaker::BreakerState::Closed);
+            ConstGauge::new(i64::from(open)).encode(family.encode_family(&labels(role, v))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "plugin_quarantines",
+            "Times the version's circuit breaker quarantined it",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (role, v) in &serving {
+            ConstCounter::new(v.quarantines()).encode(family.encode_family(&labels(role, v))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "plugin_in_flight",
+            "Calls of the version running now",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (role, v) in &serving {
+            ConstGauge::new(i64::from(v.in_flight())).encode(family.encode_family(&labels(role, v))?)?;
+        }
+        Ok(())
     }
 }

@@ -103,10 +103,10 @@ impl App {
         admin: Option<admin::AdminApi>,
     ) -> Arc<Self> {
         Arc::new(Self {
+            metrics: Metrics::default().with_plugins(registry.clone()),
             registry,
             pipelines,
             admin,
-            metrics: Metrics::default(),
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             draining: AtomicBool::new(false),

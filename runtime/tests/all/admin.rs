@@ -22,7 +22,7 @@ const TOKEN: &str = "s3cret-admin-token";
 
 /// A server over an empty (or existing) store at `root`, built off the async
 /// workers (loading runs `init`).
-fn server(root: &Path) -> Arc<App> {
+pub fn server(root: &Path) -> Arc<App> {
     let root = root.to_owned();
     std::thread::spawn(move || {
         let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 32 }, None).unwrap());
@@ -40,13 +40,13 @@ fn server(root: &Path) -> Arc<App> {
 }
 
 /// A tar of the contents of `dir`.
-fn tar_of(dir: &Path) -> Vec<u8> {
+pub fn tar_of(dir: &Path) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     b.append_dir_all(".", dir).unwrap();
     b.into_inner().unwrap()
 }
 
-fn admin_req(method: &str, path: &str, body: Vec<u8>) -> Request<Body> {
+pub fn admin_req(method: &str, path: &str, body: Vec<u8>) -> Request<Body> {
     Request::builder()
         .method(method)
         .uri(path)

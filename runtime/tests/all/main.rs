@@ -6,6 +6,7 @@ mod admin;
 mod cli;
 mod examples;
 mod gbdt;
+mod hostile;
 mod http;
 mod http_openapi;
 mod http_socket;
