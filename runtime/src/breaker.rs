@@ -316,7 +316,8 @@ impl Guard {
             return;
         }
         let faults = self.faults.fetch_add(1, Ordering::AcqRel) + 1;
-        if calls < u64::from(self.policy.min_calls) || (faults as f64) < self.policy.fault_rate * calls as f64 {
+        if calls < u64::from(self.policy.min_calls) || (faults as f64) < self.policy.fault_rate * calls as f64
+        {
             return;
         }
         let mut inner = self.lock();

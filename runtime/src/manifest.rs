@@ -313,13 +313,20 @@ mod tests {
 
     #[test]
     fn fallback_stands_in_for_plugin_faults_only() {
-        let m = Manifest::parse(&GOOD.replace("[config]", "[fallback]\nmode = \"default\"\nscore = 0.25\n[config]"))
-            .unwrap();
+        let m = Manifest::parse(
+            &GOOD.replace("[config]", "[fallback]\nmode = \"default\"\nscore = 0.25\n[config]"),
+        )
+        .unwrap();
         let trap = CallError::GuestTrap { message: "x".into() };
         assert_eq!(m.fallback.score_for(&trap), Some(0.25));
         assert_eq!(m.fallback.score_for(&CallError::invalid_input("x")), None);
         let extractor = GOOD.replace("\"scorer\"", "\"extractor\"");
-        assert!(Manifest::parse(&extractor.replace("[config]", "[fallback]\nmode = \"default\"\nscore = 0.25\n[config]")).is_err());
+        assert!(
+            Manifest::parse(
+                &extractor.replace("[config]", "[fallback]\nmode = \"default\"\nscore = 0.25\n[config]")
+            )
+            .is_err()
+        );
         assert_eq!(Manifest::parse(GOOD).unwrap().fallback.score_for(&trap), None);
     }
 

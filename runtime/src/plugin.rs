@@ -149,10 +149,7 @@ impl PluginVersion {
 
     /// Runs `call` through the breaker and the in-flight cap, and reports
     /// whether it faulted.
-    async fn guarded<T>(
-        &self,
-        call: impl Future<Output = Result<T, CallError>>,
-    ) -> Result<T, CallError> {
+    async fn guarded<T>(&self, call: impl Future<Output = Result<T, CallError>>) -> Result<T, CallError> {
         let pass = self.guard.enter(self.label())?;
         let result = call.await;
         pass.finish(matches!(&result, Err(e) if breaker::is_fault(e, self.limits.deadline)));
@@ -198,9 +195,7 @@ impl PluginVersion {
                 Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
             })
             .await;
-        result.or_else(|e| {
-            Ok(Outcome { value: self.fall_back(e)?, fuel_used: 0, elapsed: start.elapsed() })
-        })
+        result.or_else(|e| Ok(Outcome { value: self.fall_back(e)?, fuel_used: 0, elapsed: start.elapsed() }))
     }
 
     /// Scores many rows in one instance and one guest call. A row that fails
@@ -239,10 +234,8 @@ impl PluginVersion {
             // The whole call failed: with a fallback, every row the host
             // accepted gets it; rows it rejected keep their own error.
             Err(e) if self.manifest.fallback.score_for(&e).is_some() => {
-                let value = rows
-                    .iter()
-                    .map(|r| self.inputs.row(r).and_then(|_| self.fall_back(e.clone())))
-                    .collect();
+                let value =
+                    rows.iter().map(|r| self.inputs.row(r).and_then(|_| self.fall_back(e.clone()))).collect();
                 Ok(Outcome { value, fuel_used: 0, elapsed: start.elapsed() })
             }
             Err(e) => Err(e),

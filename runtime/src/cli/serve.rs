@@ -67,6 +67,15 @@ pub struct ServeArgs {
     /// Seconds a client has to send its request headers.
     #[arg(long, default_value_t = 5)]
     header_timeout_secs: u64,
+    /// Seconds a client has to send its request body once its headers are in (408 beyond).
+    #[arg(long, default_value_t = 10)]
+    body_timeout_secs: u64,
+    /// Most rows in one batch (413 beyond).
+    #[arg(long, default_value_t = 1000)]
+    max_batch_rows: usize,
+    /// Most fields in one row or event (413 beyond).
+    #[arg(long, default_value_t = 1000)]
+    max_fields: usize,
     /// Seconds a graceful shutdown waits for in-flight requests.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_secs: u64,
@@ -161,6 +170,9 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,
         header_read_timeout: Duration::from_secs(args.header_timeout_secs),
+        body_read_timeout: Duration::from_secs(args.body_timeout_secs),
+        max_batch_rows: args.max_batch_rows,
+        max_fields: args.max_fields,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         call_mode: match args.call_mode {
             Mode::Async => CallMode::Async,

@@ -16,6 +16,10 @@ use super::error::ApiError;
 use crate::admin::{Admin, AdminError};
 use crate::traffic::RouteKey;
 
+/// Time an upload's body has to arrive: plugin archives are large and deploy
+/// tools may be far away, but never unbounded.
+const UPLOAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The admin side of a server: the store and the token that guards it.
 pub struct AdminApi {
     admin: Arc<Admin>,
@@ -90,7 +94,7 @@ pub async fn upload(
 ) -> Result<Response, ApiError> {
     let api = admin(&app, req.headers())?;
     let limit = api.max_upload_bytes;
-    let bytes = super::codec::read_limited(req.into_body(), limit).await?;
+    let bytes = super::codec::read_limited(req.into_body(), limit, UPLOAD_READ_TIMEOUT).await?;
     let (n, v) = (name.clone(), version.clone());
     let gate = blocking(api, move |a| a.upload(&n, &v, &bytes)).await?;
     Ok(json(StatusCode::CREATED, json!({ "name": name, "version": version, "state": "ready", "gate": gate })))
@@ -131,7 +135,7 @@ pub async fn delete(
 /// The JSON body of an admin call, as an object.
 async fn body(app: &App, req: Request) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let (parts, body) = req.into_parts();
-    super::codec::read_json(&parts.headers, body, app.config.max_body_bytes).await
+    super::codec::read_json(&parts.headers, body, &app.config).await
 }
 
 fn field<'a>(

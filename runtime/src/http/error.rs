@@ -26,6 +26,28 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body did not arrive within the read timeout.
+    #[error("the request body did not arrive within {timeout:?}")]
+    BodyTimeout {
+        /// The timeout.
+        timeout: std::time::Duration,
+    },
+    /// A batch with more rows than the server accepts.
+    #[error("{rows} rows in one batch; at most {limit} are accepted (split the batch)")]
+    TooManyRows {
+        /// Rows sent.
+        rows: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A row or event with more fields than the server accepts.
+    #[error("{fields} fields in one row; at most {limit} are accepted")]
+    TooManyFields {
+        /// Fields sent.
+        fields: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// No such plugin or pipeline.
     #[error("{0}")]
     NotFound(String),
@@ -65,6 +87,9 @@ impl ApiError {
             ApiError::Malformed(_) => "malformed_request",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::TooLarge { .. } => "body_too_large",
+            ApiError::BodyTimeout { .. } => "body_timeout",
+            ApiError::TooManyRows { .. } => "too_many_rows",
+            ApiError::TooManyFields { .. } => "too_many_fields",
             ApiError::NotFound(_) => "not_found",
             ApiError::NoRoute(_) => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -91,7 +116,10 @@ impl ApiError {
         match self {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge { .. } | ApiError::TooManyRows { .. } | ApiError::TooManyFields { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded { .. } | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

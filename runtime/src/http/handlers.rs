@@ -43,7 +43,9 @@ fn json_response(status: StatusCode, body: &impl Serialize, label: Option<Arc<st
 /// `x-scorehost-fallback` header names the error kind it stands in for.
 fn mark_fallback(app: &App, response: &mut Response, plugin: Arc<str>, e: &CallError) {
     app.metrics.fallback(Label::new(plugin), e.kind().as_str());
-    response.headers_mut().insert("x-scorehost-fallback", header::HeaderValue::from_static(e.kind().as_str()));
+    response
+        .headers_mut()
+        .insert("x-scorehost-fallback", header::HeaderValue::from_static(e.kind().as_str()));
 }
 
 /// `x-deadline-ms`: a per-request deadline that can only tighten a plugin's own.
@@ -56,8 +58,19 @@ fn request_deadline(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
     Ok(Some(Duration::from_millis(ms)))
 }
 
+/// A client-supplied name, quoted for an error message: cut to 64 characters
+/// (the longest valid name) so a hostile path cannot bloat the answer or the log.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        None => format!("`{name}`"),
+        Some((cut, _)) => format!("`{}…` ({} characters)", &name[..cut], name.chars().count()),
+    }
+}
+
 fn plugin(app: &App, name: &str) -> Result<Arc<PluginVersion>, ApiError> {
-    app.registry.get(name).ok_or_else(|| ApiError::NotFound(format!("no plugin named `{name}` is loaded")))
+    app.registry
+        .get(name)
+        .ok_or_else(|| ApiError::NotFound(format!("no plugin named {} is loaded", shown(name))))
 }
 
 /// The shared first half of `score` and `extract`: resolve what serves the
@@ -72,10 +85,10 @@ async fn prepare(
     let entry = app
         .registry
         .entry(name)
-        .ok_or_else(|| ApiError::NotFound(format!("no plugin named `{name}` is loaded")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no plugin named {} is loaded", shown(name))))?;
     let (parts, body) = request.into_parts();
     let deadline = request_deadline(&parts.headers)?;
-    let body = payload(read_json(&parts.headers, body, app.config.max_body_bytes).await?, key)?;
+    let body = payload(read_json(&parts.headers, body, &app.config).await?, key, &app.config)?;
     Ok((entry, deadline, body, parts.headers))
 }
 
@@ -208,15 +221,15 @@ pub async fn run_pipeline(app: Arc<App>, name: String, request: Request) -> Resu
         .pipelines
         .get(&name)
         .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("no pipeline named `{name}`")))?;
+        .ok_or_else(|| ApiError::NotFound(format!("no pipeline named {}", shown(&name))))?;
     let deadline = request_deadline(&headers)?;
-    let mut body = read_json(&headers, body, app.config.max_body_bytes).await?;
+    let mut body = read_json(&headers, body, &app.config).await?;
     let with_features = match body.remove("return_features") {
         None | Some(Json::Bool(false)) => false,
         Some(Json::Bool(true)) => true,
         Some(_) => return Err(ApiError::Malformed("`return_features` must be true or false".into())),
     };
-    let Payload::One(event) = payload(body, "event")? else {
+    let Payload::One(event) = payload(body, "event", &app.config)? else {
         return Err(ApiError::Malformed("pipelines take one `event` per request".into()));
     };
     let registry = app.registry.clone();

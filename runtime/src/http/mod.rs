@@ -55,6 +55,12 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Duration,
+    /// Time a client has to send its request body, once its headers are in (408 beyond).
+    pub body_read_timeout: Duration,
+    /// Most rows in one batch (413 beyond).
+    pub max_batch_rows: usize,
+    /// Most fields in one row or event (413 beyond).
+    pub max_fields: usize,
     /// Longest a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Where wasm calls run.
@@ -67,6 +73,9 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             max_in_flight: 128,
             header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(10),
+            max_batch_rows: 1000,
+            max_fields: 1000,
             shutdown_grace: Duration::from_secs(30),
             call_mode: CallMode::Async,
         }

@@ -67,7 +67,12 @@ async fn every_hostile_call_is_contained_with_its_kind_and_status() {
         ("hostile-output", json!({"mode": "nan"}), StatusCode::INTERNAL_SERVER_ERROR, "invalid_output"),
         ("hostile-output", json!({"mode": "inf"}), StatusCode::INTERNAL_SERVER_ERROR, "invalid_output"),
         ("hostile-output", json!({"mode": "-inf"}), StatusCode::INTERNAL_SERVER_ERROR, "invalid_output"),
-        ("hostile-output", json!({"mode": "nan-weight"}), StatusCode::INTERNAL_SERVER_ERROR, "invalid_output"),
+        (
+            "hostile-output",
+            json!({"mode": "nan-weight"}),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "invalid_output",
+        ),
         ("slow", json!({"sleep_ms": 60_000}), StatusCode::INTERNAL_SERVER_ERROR, "guest_trap"),
     ];
     for (plugin, features, status, kind) in cases {
@@ -138,7 +143,11 @@ async fn the_breaker_quarantines_probes_and_restores() {
     let path = dir.path().to_owned();
     let app = app_of(move || vec![runtime().load(&path).unwrap(), crate::support::load("logreg")]);
     for _ in 0..4 {
-        assert_error(&score(&app, "slow", json!({"ms": 1000})).await, StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded");
+        assert_error(
+            &score(&app, "slow", json!({"ms": 1000})).await,
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+        );
     }
     // Quarantined: refused at once, even a call that would succeed.
     let r = score(&app, "slow", json!({"ms": 1})).await;
@@ -148,15 +157,25 @@ async fn the_breaker_quarantines_probes_and_restores() {
     assert_eq!(d.json["health"]["state"], "quarantined", "{}", d.text);
     assert_eq!(d.json["health"]["quarantines"], 1, "{}", d.text);
     let m = send(&app, get("/metrics")).await.text;
-    assert!(m.contains(r#"scorehost_plugin_quarantined{plugin="slow",version="0.1.0",role="live"} 1"#), "{m}");
-    assert!(m.contains(r#"scorehost_plugin_quarantined{plugin="logreg",version="0.1.0",role="live"} 0"#), "{m}");
+    assert!(
+        m.contains(r#"scorehost_plugin_quarantined{plugin="slow",version="0.1.0",role="live"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"scorehost_plugin_quarantined{plugin="logreg",version="0.1.0",role="live"} 0"#),
+        "{m}"
+    );
     // Other plugins are untouched.
     healthy(&app).await;
 
     // After the back-off a probe goes through; it faults, so the quarantine
     // starts again, twice as long.
     tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_error(&score(&app, "slow", json!({"ms": 1000})).await, StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded");
+    assert_error(
+        &score(&app, "slow", json!({"ms": 1000})).await,
+        StatusCode::GATEWAY_TIMEOUT,
+        "deadline_exceeded",
+    );
     let d = send(&app, get("/v1/plugins/slow")).await;
     assert_eq!(d.json["health"]["state"], "quarantined", "{}", d.text);
     assert!(d.json["health"]["retry_after_ms"].as_u64().unwrap() > 450, "{}", d.text);
@@ -177,7 +196,11 @@ async fn caller_mistakes_never_quarantine_a_plugin() {
         let mut req = post("/v1/plugins/slow/score", r#"{"features": {"ms": 50}}"#);
         req.headers_mut().insert("x-deadline-ms", "5".parse().unwrap());
         assert_error(&send(&app, req).await, StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded");
-        assert_error(&score(&app, "slow", json!({"ms": "soon"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+        assert_error(
+            &score(&app, "slow", json!({"ms": "soon"})).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+        );
     }
     assert_eq!(score(&app, "slow", json!({"ms": 1})).await.status, StatusCode::OK);
     assert_eq!(send(&app, get("/v1/plugins/slow")).await.json["health"]["quarantines"], 0);
@@ -199,7 +222,11 @@ async fn a_fallback_scorer_always_answers_and_says_so() {
     assert_eq!(ok.json["score"], 1.0);
     assert!(ok.json.get("fallback").is_none() && ok.headers.get("x-scorehost-fallback").is_none());
     // The caller's mistake is still the caller's error.
-    assert_error(&score(&app, "slow", json!({"ms": "x"})).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_input");
+    assert_error(
+        &score(&app, "slow", json!({"ms": "x"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_input",
+    );
     // Quarantined: still answered, as a fallback for `plugin_quarantined`.
     for _ in 0..4 {
         score(&app, "slow", json!({"ms": 1000})).await;

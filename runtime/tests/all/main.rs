@@ -3,6 +3,7 @@
 //! scorehost-plugin-artifacts build script.
 
 mod admin;
+mod bad_input;
 mod cli;
 mod examples;
 mod gbdt;
