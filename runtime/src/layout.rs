@@ -13,6 +13,10 @@ use crate::error::CallError;
 
 /// Largest integer magnitude an `int` input may have (exact in an f64 slot).
 pub const MAX_EXACT_INT: i64 = 1 << 53;
+/// Longest text output a plugin may return, in bytes.
+pub const MAX_OUTPUT_TEXT_BYTES: usize = 64 << 10;
+/// Longest floats output a plugin may return, in elements.
+pub const MAX_OUTPUT_FLOATS: usize = 64 << 10;
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -148,6 +152,19 @@ impl Layout {
                     self.vectors
                 ),
             });
+        }
+        let too_big = |what: String| CallError::InvalidOutput { message: format!("output {what}") };
+        if let Some(t) = row.texts.iter().flatten().find(|t| t.len() > MAX_OUTPUT_TEXT_BYTES) {
+            return Err(too_big(format!(
+                "text of {} bytes; at most {MAX_OUTPUT_TEXT_BYTES} are accepted",
+                t.len()
+            )));
+        }
+        if let Some(v) = row.vectors.iter().flatten().find(|v| v.len() > MAX_OUTPUT_FLOATS) {
+            return Err(too_big(format!(
+                "vector of {} floats; at most {MAX_OUTPUT_FLOATS} are accepted",
+                v.len()
+            )));
         }
         let mut out = Map::with_capacity(self.specs.len());
         for spec in &self.specs {

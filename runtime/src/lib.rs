@@ -38,6 +38,9 @@ pub mod traffic;
 pub mod trap;
 pub mod watch;
 
+#[cfg(test)]
+mod proptests;
+
 pub use engine::{HostEngine, PoolSize};
 pub use error::{CallError, ErrorKind, LoadError};
 pub use manifest::{Manifest, World};
