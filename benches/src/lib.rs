@@ -21,6 +21,11 @@ pub fn copy_with(name: &str, edit: impl FnOnce(String) -> String) -> tempfile::T
     tmp
 }
 
+/// Copies the directory tree `from` to `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    copy_dir(from, to)
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for entry in std::fs::read_dir(from).expect("read dir") {

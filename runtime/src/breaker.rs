@@ -3,8 +3,10 @@
 //!
 //! Every call passes [`Guard::enter`] and reports how it ended. Calls are
 //! counted in a tumbling window (`window_ms`); when at least `min_calls` were
-//! seen and the share of *faults* among them reaches `fault_rate`, the version
-//! is **quarantined** for a back-off period: calls are answered at once with
+//! seen and the share of *faults* among them reaches `fault_rate` — or when
+//! `consecutive_faults` calls in a row faulted, which catches a plugin that
+//! fails every call within its first few, before it can burn much CPU — the
+//! version is **quarantined** for a back-off period: calls are answered at once with
 //! [`CallError::Quarantined`] (HTTP 503 `plugin_quarantined`, or the
 //! manifest's fallback score) and no instance runs. When the back-off ends,
 //! the next call is let through alone as a **probe**: if it completes, the
@@ -46,6 +48,9 @@ pub struct BreakerPolicy {
     /// Calls a window must have seen before it can trip. Default 20.
     #[serde(default = "default_min_calls")]
     pub min_calls: u32,
+    /// Faulted calls in a row that quarantine the version, whatever the rate. Default 5.
+    #[serde(default = "default_consecutive")]
+    pub consecutive_faults: u32,
     /// Length of the counting window, ms. Default 10 000.
     #[serde(default = "default_window_ms")]
     pub window_ms: u64,
@@ -66,6 +71,9 @@ fn default_fault_rate() -> f64 {
 fn default_min_calls() -> u32 {
     20
 }
+fn default_consecutive() -> u32 {
+    5
+}
 fn default_window_ms() -> u64 {
     10_000
 }
@@ -82,6 +90,7 @@ impl Default for BreakerPolicy {
             enabled: true,
             fault_rate: default_fault_rate(),
             min_calls: default_min_calls(),
+            consecutive_faults: default_consecutive(),
             window_ms: default_window_ms(),
             backoff_ms: default_backoff_ms(),
             max_backoff_ms: default_max_backoff_ms(),
@@ -95,8 +104,10 @@ impl BreakerPolicy {
         if !(self.fault_rate > 0.0 && self.fault_rate <= 1.0) {
             return Err(format!("breaker.fault_rate = {} must be in (0, 1]", self.fault_rate));
         }
-        if self.min_calls == 0 || self.min_calls > 1_000_000 {
-            return Err(format!("breaker.min_calls = {} must be between 1 and 1000000", self.min_calls));
+        for (name, v) in [("min_calls", self.min_calls), ("consecutive_faults", self.consecutive_faults)] {
+            if v == 0 || v > 1_000_000 {
+                return Err(format!("breaker.{name} = {v} must be between 1 and 1000000"));
+            }
         }
         for (name, v) in [
             ("window_ms", self.window_ms),
@@ -172,6 +183,8 @@ pub struct Guard {
     tripped: AtomicBool,
     calls: AtomicU64,
     faults: AtomicU64,
+    /// Faults since the last call that did not fault.
+    streak: AtomicU32,
     /// Start of the current window, in ms since `origin`.
     window_start_ms: AtomicU64,
     origin: Instant,
@@ -200,6 +213,7 @@ impl Guard {
             tripped: AtomicBool::new(false),
             calls: AtomicU64::new(0),
             faults: AtomicU64::new(0),
+            streak: AtomicU32::new(0),
             window_start_ms: AtomicU64::new(0),
             origin,
             quarantines: AtomicU64::new(0),
@@ -313,11 +327,16 @@ impl Guard {
         }
         let calls = self.calls.fetch_add(1, Ordering::AcqRel) + 1;
         if !fault {
+            if self.streak.load(Ordering::Relaxed) != 0 {
+                self.streak.store(0, Ordering::Relaxed);
+            }
             return;
         }
         let faults = self.faults.fetch_add(1, Ordering::AcqRel) + 1;
-        if calls < u64::from(self.policy.min_calls) || (faults as f64) < self.policy.fault_rate * calls as f64
-        {
+        let streak = self.streak.fetch_add(1, Ordering::AcqRel) + 1;
+        let by_rate = calls >= u64::from(self.policy.min_calls)
+            && (faults as f64) >= self.policy.fault_rate * calls as f64;
+        if !by_rate && streak < self.policy.consecutive_faults {
             return;
         }
         let mut inner = self.lock();
@@ -332,6 +351,7 @@ impl Guard {
     fn reset_window(&self, now: Instant) {
         self.calls.store(0, Ordering::Relaxed);
         self.faults.store(0, Ordering::Relaxed);
+        self.streak.store(0, Ordering::Relaxed);
         self.window_start_ms.store(now.duration_since(self.origin).as_millis() as u64, Ordering::Relaxed);
     }
 }
@@ -358,7 +378,13 @@ mod tests {
     use super::*;
 
     fn policy(min_calls: u32, backoff_ms: u64) -> BreakerPolicy {
-        BreakerPolicy { min_calls, backoff_ms, max_backoff_ms: 4 * backoff_ms, ..BreakerPolicy::default() }
+        BreakerPolicy {
+            min_calls,
+            backoff_ms,
+            max_backoff_ms: 4 * backoff_ms,
+            consecutive_faults: 1000,
+            ..BreakerPolicy::default()
+        }
     }
 
     fn quarantined(g: &Guard) -> bool {
@@ -399,6 +425,18 @@ mod tests {
         std::thread::sleep(Duration::from_millis(45));
         drop(g.enter("p@1").unwrap());
         assert!(g.enter("p@1").is_ok(), "a cancelled probe lets the next call probe");
+    }
+
+    #[test]
+    fn consecutive_faults_trip_before_the_window_fills() {
+        let g = Guard::new(BreakerPolicy { consecutive_faults: 3, ..BreakerPolicy::default() }, 8);
+        // A success breaks the streak.
+        for fault in [true, true, false, true, true] {
+            g.enter("p@1").unwrap().finish(fault);
+        }
+        assert_eq!(g.state(), BreakerState::Closed);
+        g.enter("p@1").unwrap().finish(true);
+        assert!(quarantined(&g), "three in a row, 5 calls < min_calls 20");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! [breaker]                    # optional, see crate::breaker::BreakerPolicy
 //! fault_rate = 0.5             # quarantine at this share of faulted calls…
 //! min_calls = 20               # …once a window has seen this many calls
+//! consecutive_faults = 5       # or at this many faulted calls in a row
 //! window_ms = 10_000
 //! backoff_ms = 1_000           # first quarantine; doubles after a failed probe
 //! max_backoff_ms = 60_000
