@@ -30,17 +30,7 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-16}
 HOSTILE_RATE=${HOSTILE_RATE:-1200}
-PROFILE=${PROFILE:-release}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorehost-target}"
-
-profile_flag=--release; [ "$PROFILE" = release ] || profile_flag="--profile=$PROFILE"
-cargo build $profile_flag --locked -p scorehost -p scorehost-benches \
-  --bin scorehost --bin hammer --bin stage-plugins >&2
-bin="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+source benches/common.sh
 
 hostile=(hostile-loop hostile-deadline hostile-alloc hostile-recursion hostile-panic hostile-output)
 "$bin/stage-plugins" "$work/armed" logreg "${hostile[@]}" >/dev/null

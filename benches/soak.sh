@@ -27,17 +27,7 @@ MAX_SECONDS=${MAX_SECONDS:-5}
 LOAD=${LOAD:-0.7}
 SAMPLE=${SAMPLE:-2}
 WARMUP_PCT=${WARMUP_PCT:-20}
-PROFILE=${PROFILE:-release}
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorehost-target}"
-
-profile_flag=--release; [ "$PROFILE" = release ] || profile_flag="--profile=$PROFILE"
-cargo build $profile_flag --locked -p scorehost -p scorehost-benches \
-  --bin scorehost --bin hammer --bin stage-plugins >&2
-bin="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-work=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+source benches/common.sh
 
 hostile=(hostile-loop hostile-deadline hostile-alloc hostile-recursion hostile-panic hostile-output)
 "$bin/stage-plugins" "$work/plugins" txn-features logreg gbdt "${hostile[@]}" >/dev/null
@@ -63,7 +53,7 @@ PY
 
 "$bin/scorehost" --cache-dir "$work/cache" serve --plugins "$work/plugins" --addr 127.0.0.1:18190 \
   >"$work/server.log" 2>&1 &
-server=$!
+server=$!; pids+=("$server")
 for _ in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/18190) 2>/dev/null && break; sleep 0.2; done
 
 good=(
