@@ -189,7 +189,19 @@ pub struct Guard {
     window_start_ms: AtomicU64,
     origin: Instant,
     quarantines: AtomicU64,
+    /// While above zero, outcomes are not recorded (see [`Guard::pause`]).
+    paused: AtomicU32,
     inner: Mutex<Inner>,
+}
+
+/// Keeps a [`Guard`] from recording outcomes while it lives.
+#[derive(Debug)]
+pub struct Paused<'a>(&'a Guard);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.paused.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A call let through by [`Guard::enter`]. Report how it ended with
@@ -217,6 +229,7 @@ impl Guard {
             window_start_ms: AtomicU64::new(0),
             origin,
             quarantines: AtomicU64::new(0),
+            paused: AtomicU32::new(0),
             inner: Mutex::new(Inner {
                 gate: Gate::Closed,
                 backoff: Duration::from_millis(policy.backoff_ms),
@@ -299,8 +312,16 @@ impl Guard {
         }
     }
 
+    /// Stops recording outcomes until the returned value is dropped. For the
+    /// golden-vector gate: vectors that expect a fault (`"error": "guest_trap"`)
+    /// must neither quarantine a version before it serves nor count against it.
+    pub fn pause(&self) -> Paused<'_> {
+        self.paused.fetch_add(1, Ordering::AcqRel);
+        Paused(self)
+    }
+
     fn record(&self, probe: bool, fault: bool) {
-        if !self.policy.enabled {
+        if !self.policy.enabled || self.paused.load(Ordering::Acquire) > 0 {
             return;
         }
         if probe {

@@ -264,3 +264,20 @@ async fn a_plugin_at_its_in_flight_cap_sheds_its_own_calls_only() {
     }
     assert_eq!(score(&app, "slow", json!({"ms": 1})).await.status, StatusCode::OK);
 }
+
+#[test]
+fn golden_vectors_expecting_faults_never_quarantine_the_version() {
+    // Three vectors, each run twice by the gate: six guest traps in a row,
+    // past `consecutive_faults = 5`.
+    let dir = copy_with("hostile-panic", |m| m);
+    let vector =
+        |i: u32| json!({"name": format!("panics {i}"), "input": {}, "error": "guest_trap"}).to_string();
+    std::fs::write(dir.path().join("tests.jsonl"), format!("{}\n{}\n{}\n", vector(1), vector(2), vector(3)))
+        .unwrap();
+    let v = runtime().load(dir.path()).unwrap();
+    let vectors = scorehost::golden::read(dir.path(), scorehost::World::Scorer).unwrap();
+    let report = scorehost::golden::check(&v, &vectors);
+    assert!(report.passed(), "{:?}", report.failures());
+    assert_eq!(v.breaker_state(), scorehost::breaker::BreakerState::Closed);
+    assert_eq!(v.quarantines(), 0);
+}
