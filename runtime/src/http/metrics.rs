@@ -8,11 +8,14 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
 };
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use crate::plugin::PluginVersion;
 
 /// A label value: a shared string with its hash computed once, so recording a
 /// request allocates nothing and the metric family's map hashes 8 bytes, not
@@ -194,41 +197,39 @@ struct VersionLabels {
     role: &'static str,
 }
 
+/// One published number per serving version: name, help, type, value.
+type VersionMetric = (&'static str, &'static str, MetricType, fn(&PluginVersion) -> u64);
+
+const VERSION_METRICS: &[VersionMetric] = &[
+    (
+        "plugin_quarantined",
+        "1 while the version's circuit breaker holds it in quarantine (or probing), else 0",
+        MetricType::Gauge,
+        |v| u64::from(!matches!(v.breaker_state(), crate::breaker::BreakerState::Closed)),
+    ),
+    ("plugin_quarantines", "Times the version's circuit breaker quarantined it", MetricType::Counter, |v| {
+        v.quarantines()
+    }),
+    ("plugin_in_flight", "Calls of the version running now", MetricType::Gauge, |v| u64::from(v.in_flight())),
+];
+
 impl Collector for PluginHealth {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let serving = self.0.serving();
-        let labels = |role: &'static str, v: &crate::plugin::PluginVersion| VersionLabels {
-            plugin: v.manifest().name.clone(),
-            version: v.manifest().version.clone(),
-            role,
-        };
-        let mut family = encoder.encode_descriptor(
-            "plugin_quarantined",
-            "1 while the version's circuit breaker holds it in quarantine (or probing), else 0",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (role, v) in &serving {
-            let open = !matches!(v.breaker_state(), crate::breaker::BreakerState::Closed);
-            ConstGauge::new(i64::from(open)).encode(family.encode_family(&labels(role, v))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "plugin_quarantines",
-            "Times the version's circuit breaker quarantined it",
-            None,
-            prometheus_client::metrics::MetricType::Counter,
-        )?;
-        for (role, v) in &serving {
-            ConstCounter::new(v.quarantines()).encode(family.encode_family(&labels(role, v))?)?;
-        }
-        let mut family = encoder.encode_descriptor(
-            "plugin_in_flight",
-            "Calls of the version running now",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for (role, v) in &serving {
-            ConstGauge::new(i64::from(v.in_flight())).encode(family.encode_family(&labels(role, v))?)?;
+        for (name, help, kind, value) in VERSION_METRICS {
+            let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+            for (role, v) in &serving {
+                let labels = VersionLabels {
+                    plugin: v.manifest().name.clone(),
+                    version: v.manifest().version.clone(),
+                    role,
+                };
+                let family = family.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(value(v)).encode(family)?,
+                    _ => ConstGauge::new(value(v) as i64).encode(family)?,
+                }
+            }
         }
         Ok(())
     }
