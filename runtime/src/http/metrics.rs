@@ -217,7 +217,7 @@ impl Collector for PluginHealth {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let serving = self.0.serving();
         for (name, help, kind, value) in VERSION_METRICS {
-            let mut family = encoder.encode_descriptor(name, help, None, kind.clone())?;
+            let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
             for (role, v) in &serving {
                 let labels = VersionLabels {
                     plugin: v.manifest().name.clone(),
