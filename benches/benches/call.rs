@@ -1,25 +1,47 @@
-//! Per-call cost of each example plugin — a warm instance of its snapshot plus
-//! one guest call (`call_async`, driven as the server's async workers drive
-//! it), JSON → row conversion included — against the same logic compiled
-//! natively (the baseline, measured in the same run); and the same call on a
-//! brand-new instance (`[instances] fresh_per_call`).
+//! What each step of serving a score costs, each against a baseline measured
+//! in the same run (docs/performance.md has the table and what it shows):
+//!
+//! - `compile/*`, `load/*`: cranelift alone; a cold load (instrument, init,
+//!   snapshot, compile) vs a load from the compiled cache;
+//! - `call/*`: one call per example plugin — JSON → row, a warm instance of
+//!   the snapshot, fuel and deadline armed, `call_async` driven as the server's
+//!   async workers drive it, the result lifted — against the same plugin crate
+//!   compiled natively, and the same call on a brand-new instance
+//!   (`[instances] fresh_per_call`);
+//! - `http/*`: a whole single-row request through the router, in-process;
+//! - `batch/*`: 1, 10, 100, 1000 rows in one call (per-row throughput);
+//! - `gbdt-evaluator/*`: the tree evaluator (`plugins/gbdt/src/model.rs`) per
+//!   row, in wasm and compiled natively — the same source;
+//! - `budgets/*`: fuel metering and epoch checks compiled in vs not;
+//! - `json-to-row/*`: request bytes → the WIT row the guest receives.
 //!
 //! Run: `cargo bench -p scorehost-benches --bench call`
-//! (add `-- --quick` for a fast pass; `-- logreg` to filter).
+//! (`-- --quick` for a fast pass; `-- logreg` to filter).
 
 // criterion_group! generates an undocumented `pub fn benches`.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
+use std::sync::Arc;
 
+use axum::body::Body;
+use axum::http::{Request, header};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use scorehost::{PoolSize, Runtime};
+use gbdt::model::Ensemble;
+use http_body_util::BodyExt;
+use scorehost::http::codec::parse_object;
+use scorehost::http::{App, ServerConfig, router};
+use scorehost::pipeline::Pipelines;
+use scorehost::registry::Registry;
+use scorehost::{PluginVersion, PoolSize, Runtime};
 use scorehost_benches::{
-    copy_with, gbdt_features, logreg_features, payment_event, staged, wide_features, wide_logreg_manifest,
+    GbdtRows, copy_with, gbdt_features, gbdt_rows, logreg_features, payment_event, staged, wide_features,
+    wide_logreg_manifest,
 };
 use scorehost_guest::Config;
 use scorehost_guest::testing::{Harness, set_model_dir};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
+use tower::ServiceExt;
 
 fn runtime() -> Runtime {
     Runtime::new(PoolSize { instances: 64 }, None).expect("runtime")
@@ -30,6 +52,36 @@ fn executor() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor")
 }
 
+fn score(ex: &tokio::runtime::Runtime, v: &PluginVersion, f: &Map<String, Value>) {
+    ex.block_on(v.score_async(black_box(f), None)).expect("score");
+}
+
+/// Cranelift alone, on the component as shipped; and the start-up paths.
+fn compile_and_load(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("compile");
+    g.sample_size(10);
+    for name in ["logreg", "gbdt"] {
+        let wasm = std::fs::read(staged(name).join(format!("{name}.wasm"))).expect("component");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                wasmtime::component::Component::new(rt.engine().engine(), black_box(&wasm)).expect("compile")
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("load/gbdt");
+    g.sample_size(10);
+    g.bench_function("cold", |b| b.iter(|| rt.load(&staged("gbdt")).expect("load")));
+    let cache_dir = tempfile::tempdir().expect("tempdir");
+    let cache = scorehost::cache::ComponentCache::new(cache_dir.path()).expect("cache");
+    let warm = Runtime::new(PoolSize { instances: 16 }, Some(cache)).expect("runtime");
+    warm.load(&staged("gbdt")).expect("prime the cache");
+    g.bench_function("from-cache", |b| b.iter(|| warm.load(&staged("gbdt")).expect("load")));
+    g.finish();
+}
+
 fn per_call(c: &mut Criterion) {
     let rt = runtime();
     let ex = executor();
@@ -37,14 +89,10 @@ fn per_call(c: &mut Criterion) {
 
     let logreg = rt.load(&staged("logreg")).expect("logreg");
     let f = logreg_features();
-    g.bench_function("logreg/wasm", |b| {
-        b.iter(|| ex.block_on(logreg.score_async(black_box(&f), None)).expect("score"))
-    });
+    g.bench_function("logreg/wasm", |b| b.iter(|| score(&ex, &logreg, &f)));
     let fresh = copy_with("logreg", |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
     let fresh = rt.load(fresh.path()).expect("fresh logreg");
-    g.bench_function("logreg/wasm-fresh-instance", |b| {
-        b.iter(|| ex.block_on(fresh.score_async(black_box(&f), None)).expect("score"))
-    });
+    g.bench_function("logreg/wasm-fresh-instance", |b| b.iter(|| score(&ex, &fresh, &f)));
     set_model_dir(staged("logreg").join("model"));
     let native =
         Harness::<logreg::LogReg>::scorer(Config::new([("model_file", "weights.json")])).expect("native");
@@ -53,9 +101,7 @@ fn per_call(c: &mut Criterion) {
 
     let gbdt = rt.load(&staged("gbdt")).expect("gbdt");
     let gf = gbdt_features();
-    g.bench_function("gbdt/wasm", |b| {
-        b.iter(|| ex.block_on(gbdt.score_async(black_box(&gf), None)).expect("score"))
-    });
+    g.bench_function("gbdt/wasm", |b| b.iter(|| score(&ex, &gbdt, &gf)));
     set_model_dir(staged("gbdt").join("model"));
     let native = Harness::<gbdt::Gbdt>::scorer(Config::new([("model_file", "model.json")])).expect("native");
     let gj = Value::Object(gf.clone());
@@ -65,6 +111,32 @@ fn per_call(c: &mut Criterion) {
     let e = payment_event();
     g.bench_function("txn-features/wasm", |b| {
         b.iter(|| ex.block_on(txn.extract_async(black_box(&e), None)).expect("extract"))
+    });
+    g.finish();
+}
+
+/// A whole single-row request, in-process: routing, body read, strict JSON
+/// parse, the call, the response JSON, metrics. The denominator of "what a
+/// fresh instance adds to a request".
+fn http(c: &mut Criterion) {
+    let rt = runtime();
+    let ex = executor();
+    let registry = Arc::new(Registry::new([rt.load(&staged("logreg")).expect("logreg")]));
+    let app = App::new(registry, Pipelines::default(), ServerConfig::default());
+    let body = json!({"features": logreg_features()}).to_string();
+    let mut g = c.benchmark_group("http");
+    g.bench_function("logreg/in-process", |b| {
+        b.iter(|| {
+            ex.block_on(async {
+                let req = Request::post("/v1/plugins/logreg/score")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.clone()))
+                    .expect("request");
+                let res = router(app.clone()).oneshot(req).await.expect("infallible");
+                assert!(res.status().is_success());
+                black_box(res.into_body().collect().await.expect("body").to_bytes())
+            })
+        })
     });
     g.finish();
 }
@@ -79,9 +151,7 @@ fn abi(c: &mut Criterion) {
     for (label, open) in [("positional", false), ("by-name", true)] {
         let dir = copy_with("logreg", |m| wide_logreg_manifest(m, 30, open));
         let v = rt.load(dir.path()).expect("wide logreg");
-        g.bench_function(label, |b| {
-            b.iter(|| ex.block_on(v.score_async(black_box(&input), None)).expect("score"))
-        });
+        g.bench_function(label, |b| b.iter(|| score(&ex, &v, &input)));
     }
     g.finish();
 }
@@ -91,7 +161,7 @@ fn batch(c: &mut Criterion) {
     let ex = executor();
     let logreg = rt.load(&staged("logreg")).expect("logreg");
     let mut g = c.benchmark_group("batch/logreg");
-    for n in [1usize, 100] {
+    for n in [1usize, 10, 100, 1000] {
         let rows = vec![logreg_features(); n];
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &rows, |b, rows| {
@@ -101,19 +171,72 @@ fn batch(c: &mut Criterion) {
     g.finish();
 }
 
-/// Start-up: loading from the compiled cache vs instrument + init + snapshot + compile.
-fn load(c: &mut Criterion) {
-    let mut g = c.benchmark_group("load/gbdt");
-    g.sample_size(10);
-    let cold = runtime();
-    g.bench_function("cold", |b| b.iter(|| cold.load(&staged("gbdt")).expect("load")));
-    let cache_dir = tempfile::tempdir().expect("tempdir");
-    let cache = scorehost::cache::ComponentCache::new(cache_dir.path()).expect("cache");
-    let warm = Runtime::new(PoolSize { instances: 16 }, Some(cache)).expect("runtime");
-    warm.load(&staged("gbdt")).expect("prime the cache");
-    g.bench_function("from-cache", |b| b.iter(|| warm.load(&staged("gbdt")).expect("load")));
+/// The tree evaluator per row: every row of the fixture, scored in one batch
+/// call in wasm (JSON → row, lowering and the reasons' strings included), and
+/// by the same `Ensemble::explain` compiled for the host.
+fn gbdt_evaluator(c: &mut Criterion) {
+    let rt = runtime();
+    let ex = executor();
+    let gbdt = rt.load(&staged("gbdt")).expect("gbdt");
+    let GbdtRows { vectors: rows, maps } = gbdt_rows();
+    let model = std::fs::read(staged("gbdt").join("model/model.json")).expect("model");
+    let ensemble = Ensemble::from_json(&model).expect("ensemble");
+
+    let mut g = c.benchmark_group("gbdt-evaluator");
+    g.throughput(Throughput::Elements(rows.len() as u64));
+    g.bench_function("wasm", |b| {
+        b.iter(|| ex.block_on(gbdt.score_batch_async(black_box(&maps), None)).expect("batch"))
+    });
+    let mut reasons = Vec::new();
+    g.bench_function("native", |b| {
+        b.iter(|| {
+            for x in &rows {
+                black_box(ensemble.explain(black_box(x), 3, &mut reasons));
+            }
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, per_call, abi, batch, load);
+/// Fuel metering and epoch checks compiled into the guest vs not.
+fn budgets(c: &mut Criterion) {
+    let ex = executor();
+    let maps = gbdt_rows().maps;
+    let mut g = c.benchmark_group("budgets");
+    for (label, rt) in [
+        ("metered", runtime()),
+        ("unmetered", Runtime::unmetered(PoolSize { instances: 16 }).expect("runtime")),
+    ] {
+        let logreg = rt.load(&staged("logreg")).expect("logreg");
+        let f = logreg_features();
+        g.bench_function(format!("logreg/{label}"), |b| b.iter(|| score(&ex, &logreg, &f)));
+        let gbdt = rt.load(&staged("gbdt")).expect("gbdt");
+        g.bench_function(format!("gbdt-batch/{label}"), |b| {
+            b.iter(|| ex.block_on(gbdt.score_batch_async(black_box(&maps), None)).expect("batch"))
+        });
+    }
+    g.finish();
+}
+
+/// The request body's bytes to the row the guest receives: strict JSON parse,
+/// then the positional layout resolved at load.
+fn json_to_row(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("json-to-row");
+    for (name, features) in [("logreg", logreg_features()), ("gbdt", gbdt_features())] {
+        let v = rt.load(&staged(name)).expect("plugin");
+        let body = json!({"features": features}).to_string().into_bytes();
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut req = parse_object(black_box(&body)).expect("json");
+                let Some(Value::Object(features)) = req.remove("features") else { panic!("features") };
+                black_box(v.inputs().row(&features).expect("row"))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, compile_and_load, per_call, http, abi, batch, gbdt_evaluator, budgets, json_to_row);
 criterion_main!(benches);

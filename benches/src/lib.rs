@@ -54,6 +54,20 @@ pub fn payment_event() -> Map<String, Value> {
 
 /// The first row of the breast-cancer fixture, with its missing values, for gbdt.
 pub fn gbdt_features() -> Map<String, Value> {
+    gbdt_rows().maps.swap_remove(0)
+}
+
+/// Every row of the gbdt plugin's breast-cancer fixture (40 rows, 30
+/// features, some missing), in the two shapes the benches need.
+pub struct GbdtRows {
+    /// Model-order vectors, NaN where missing: what the evaluator reads.
+    pub vectors: Vec<Vec<f64>>,
+    /// Named JSON features, null where missing: what a client sends.
+    pub maps: Vec<Map<String, Value>>,
+}
+
+/// Reads [`GbdtRows`] from the newest XGBoost fixture.
+pub fn gbdt_rows() -> GbdtRows {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/gbdt/fixtures");
     let version = std::fs::read_dir(&dir)
         .expect("fixtures")
@@ -64,9 +78,20 @@ pub fn gbdt_features() -> Map<String, Value> {
     let cases: Value =
         serde_json::from_slice(&std::fs::read(version.join("binary/cases.json")).expect("cases"))
             .expect("json");
-    let names = cases["feature_names"].as_array().expect("names");
-    let row = cases["rows"][0].as_array().expect("row");
-    names.iter().zip(row).map(|(n, v)| (n.as_str().expect("name").to_owned(), v.clone())).collect()
+    let names: Vec<&str> =
+        cases["feature_names"].as_array().expect("names").iter().map(|n| n.as_str().expect("name")).collect();
+    let rows = cases["rows"].as_array().expect("rows");
+    let vectors = rows
+        .iter()
+        .map(|r| r.as_array().expect("row").iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect())
+        .collect();
+    let maps = rows
+        .iter()
+        .map(|r| {
+            names.iter().map(|n| n.to_string()).zip(r.as_array().expect("row").iter().cloned()).collect()
+        })
+        .collect();
+    GbdtRows { vectors, maps }
 }
 
 /// A logreg config with `n` features `f0..f{n-1}`, positional or by name.

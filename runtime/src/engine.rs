@@ -39,6 +39,9 @@ impl Default for PoolSize {
 /// The shared engine plus the thread that drives its epoch.
 pub struct HostEngine {
     engine: Engine,
+    /// Whether calls are metered (fuel) and interruptible (epoch); see
+    /// [`HostEngine::unmetered`].
+    metered: bool,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -46,7 +49,22 @@ pub struct HostEngine {
 impl HostEngine {
     /// Builds the engine and starts the epoch ticker. Called once per process.
     pub fn new(pool: PoolSize) -> wasmtime::Result<Arc<Self>> {
-        let engine = Engine::new(&config(pool))?;
+        Self::build(pool, true)
+    }
+
+    /// An engine with neither fuel metering nor epoch interruption compiled
+    /// into the guest code: nothing stops a plugin that never returns. It
+    /// exists to measure what those two checks cost (`benches/benches/call.rs`,
+    /// `budgets/*`); nothing serves with it.
+    pub fn unmetered(pool: PoolSize) -> wasmtime::Result<Arc<Self>> {
+        Self::build(pool, false)
+    }
+
+    fn build(pool: PoolSize, metered: bool) -> wasmtime::Result<Arc<Self>> {
+        let mut cfg = config(pool);
+        cfg.consume_fuel(metered);
+        cfg.epoch_interruption(metered);
+        let engine = Engine::new(&cfg)?;
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = {
             let (engine, stop) = (engine.clone(), stop.clone());
@@ -57,12 +75,18 @@ impl HostEngine {
                 }
             })?
         };
-        Ok(Arc::new(Self { engine, stop, ticker: Some(ticker) }))
+        Ok(Arc::new(Self { engine, metered, stop, ticker: Some(ticker) }))
     }
 
     /// The engine, for compiling and instantiating.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Whether guest code counts fuel and checks the epoch (always, except in
+    /// an engine from [`HostEngine::unmetered`]).
+    pub fn metered(&self) -> bool {
+        self.metered
     }
 
     /// Epoch ticks for a deadline, rounded up, plus one so a call always gets

@@ -112,7 +112,7 @@ impl Instances {
             state.ticks_left -= 1;
             Ok(UpdateDeadline::Yield(1))
         });
-        arm(&mut store, limits)?;
+        arm(&mut store, self.engine.metered(), limits)?;
         let plugin = match &self.pre {
             Pre::Scorer(p) => p.instantiate_async(&mut store).await.map(Bound::Scorer),
             Pre::Extractor(p) => p.instantiate_async(&mut store).await.map(Bound::Extractor),
@@ -135,9 +135,9 @@ impl Instances {
             Some(warm) => warm,
             None => self.instantiate(limits).await?,
         };
-        arm(&mut warm.store, limits)?;
+        arm(&mut warm.store, self.engine.metered(), limits)?;
         let result = invoke(&mut warm, request).await;
-        let fuel_used = limits.fuel - warm.store.get_fuel().unwrap_or(0);
+        let fuel_used = warm.store.get_fuel().map_or(0, |left| limits.fuel - left);
         match result {
             Ok(value) => {
                 let elapsed = start.elapsed();
@@ -173,8 +173,12 @@ impl Instances {
     }
 }
 
-/// Sets a call's budgets on `store`: all of its fuel, all of its deadline.
-fn arm(store: &mut Store<HostState>, limits: Limits) -> Result<(), CallError> {
+/// Sets a call's budgets on `store`: all of its fuel, all of its deadline
+/// (unless the engine is [`HostEngine::unmetered`]).
+fn arm(store: &mut Store<HostState>, metered: bool, limits: Limits) -> Result<(), CallError> {
+    if !metered {
+        return Ok(());
+    }
     store.set_fuel(limits.fuel).map_err(|e| CallError::GuestTrap { message: format!("{e:#}") })?;
     store.data_mut().start_call(HostEngine::deadline_ticks(limits.deadline));
     store.set_epoch_deadline(1);

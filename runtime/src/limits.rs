@@ -32,7 +32,8 @@ pub const MAX_MAX_IN_FLIGHT: u32 = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
-    /// Fuel per call (roughly, wasm instructions). Default 50 000 000, at most 10^10.
+    /// Fuel per call (roughly, wasm instructions); a batch call gets this
+    /// much per row. Default 50 000 000, at most 10^10.
     #[serde(default = "default_fuel")]
     pub fuel: u64,
     /// Wall-clock deadline per call, in milliseconds. Default 100, at most 60 000.
@@ -106,6 +107,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// The limits of a batch of `rows` rows: the per-call fuel for each row
+    /// (saturating), the same deadline and memory cap for the whole call.
+    pub fn for_rows(self, rows: usize) -> Self {
+        let rows = u64::try_from(rows.max(1)).unwrap_or(u64::MAX);
+        Limits { fuel: self.fuel.saturating_mul(rows), ..self }
+    }
+
     /// These limits with the deadline tightened to `deadline` if that is sooner
     /// (a per-request deadline can only tighten, never extend).
     pub fn tightened(self, deadline: Option<Duration>) -> Self {

@@ -101,6 +101,12 @@ impl PluginVersion {
         &self.metadata
     }
 
+    /// How a JSON object becomes the row this version's guest receives (the
+    /// declared inputs, resolved to positions at load).
+    pub fn inputs(&self) -> &Layout {
+        &self.inputs
+    }
+
     /// The validated per-call limits.
     pub fn limits(&self) -> Limits {
         self.limits
@@ -326,13 +332,18 @@ impl PluginVersion {
         request: for<'a> fn(&'a [Row]) -> Request<'a>,
         results: impl FnOnce(Answer) -> BatchResults<T>,
     ) -> Result<Outcome<BatchResults<T>>, CallError> {
-        let converted: Vec<Result<Row, CallError>> = rows.iter().map(|r| self.inputs.row(r)).collect();
-        let good: Vec<Row> = converted.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        // Rows the host refuses keep their error; the rest go to the guest, moved, not copied.
+        let mut good = Vec::with_capacity(rows.len());
+        let refused: Vec<Option<CallError>> =
+            rows.iter().map(|r| self.inputs.row(r).map(|row| good.push(row)).err()).collect();
         let out = if good.is_empty() {
             Outcome { value: Vec::new(), fuel_used: 0, elapsed: Duration::ZERO }
         } else {
+            // A batch is `good.len()` calls fused into one: each row gets the
+            // plugin's per-call fuel, and the deadline covers the whole batch.
+            let limits = self.limits.tightened(deadline).for_rows(good.len());
             self.guarded(async {
-                let out = self.instances.call(self.limits.tightened(deadline), request(&good)).await?;
+                let out = self.instances.call(limits, request(&good)).await?;
                 Ok(Outcome { value: results(out.value), fuel_used: out.fuel_used, elapsed: out.elapsed })
             })
             .await?
@@ -343,11 +354,11 @@ impl PluginVersion {
             });
         }
         let mut results = out.value.into_iter();
-        let merged = converted
+        let merged = refused
             .into_iter()
-            .map(|c| match c {
-                Ok(_) => results.next().expect("one result per good row"),
-                Err(e) => Err(e),
+            .map(|refused| match refused {
+                None => results.next().expect("one result per good row"),
+                Some(e) => Err(e),
             })
             .collect();
         Ok(Outcome { value: merged, fuel_used: out.fuel_used, elapsed: out.elapsed })

@@ -21,6 +21,18 @@ impl Runtime {
     /// A runtime with an instance pool of `pool` and, if given, a compiled cache.
     pub fn new(pool: PoolSize, cache: Option<ComponentCache>) -> Result<Self, LoadError> {
         let engine = HostEngine::new(pool).map_err(|e| LoadError::engine("creating the engine", e))?;
+        Self::with_engine(engine, cache)
+    }
+
+    /// A runtime whose calls have no fuel budget and no deadline, for
+    /// measuring what the two cost (see [`HostEngine::unmetered`]). Never
+    /// serve with it.
+    pub fn unmetered(pool: PoolSize) -> Result<Self, LoadError> {
+        let engine = HostEngine::unmetered(pool).map_err(|e| LoadError::engine("creating the engine", e))?;
+        Self::with_engine(engine, None)
+    }
+
+    fn with_engine(engine: Arc<HostEngine>, cache: Option<ComponentCache>) -> Result<Self, LoadError> {
         let linkers =
             Linkers::new(engine.engine()).map_err(|e| LoadError::engine("building the linkers", e))?;
         Ok(Self { engine, linkers, cache })

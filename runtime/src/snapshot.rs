@@ -72,9 +72,11 @@ pub fn preinitialize(
     let mut store =
         Store::new(engine.engine(), HostState::new(input.plugin.clone(), input.memory_limit, wasi));
     store.limiter(|s| &mut s.limiter);
-    store.set_fuel(INIT_FUEL).map_err(|e| LoadError::engine("setting fuel", e))?;
-    store.set_epoch_deadline(HostEngine::deadline_ticks(INIT_DEADLINE));
-    store.epoch_deadline_trap();
+    if engine.metered() {
+        store.set_fuel(INIT_FUEL).map_err(|e| LoadError::engine("setting fuel", e))?;
+        store.set_epoch_deadline(HostEngine::deadline_ticks(INIT_DEADLINE));
+        store.epoch_deadline_trap();
+    }
 
     let fail = |store: &Store<HostState>, e: wasmtime::Error| {
         LoadError::Init(trap::classify(e, store, INIT_FUEL, INIT_DEADLINE))

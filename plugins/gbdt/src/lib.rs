@@ -50,16 +50,10 @@ impl Scorer for Gbdt {
 
     fn score(&self, f: &Features) -> Result<Score> {
         let x = f.numbers(); // model order; missing = NaN
-        let value = self.ensemble.predict(x);
-        if self.top_reasons == 0 {
-            return Ok(Score::new(value));
-        }
-        let mut contribs: Vec<(usize, f64)> =
-            self.ensemble.contributions(x).into_iter().enumerate().filter(|(_, c)| *c != 0.0).collect();
-        contribs.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        Ok(contribs
+        let mut reasons = Vec::with_capacity(self.top_reasons);
+        let value = self.ensemble.explain(x, self.top_reasons, &mut reasons);
+        Ok(reasons
             .iter()
-            .take(self.top_reasons)
             .fold(Score::new(value), |s, &(i, c)| s.reason(self.ensemble.feature_names[i].as_str(), c)))
     }
 }

@@ -160,6 +160,21 @@ impl Ensemble {
         }
     }
 
+    /// What the plugin computes per row, and the native benchmark with it:
+    /// the prediction, and in `reasons` the `top` largest per-feature path
+    /// contributions (`(feature index, contribution)`, largest magnitude
+    /// first; none when `top` is 0).
+    pub fn explain(&self, x: &[f64], top: usize, reasons: &mut Vec<(usize, f64)>) -> f64 {
+        reasons.clear();
+        let value = self.predict(x);
+        if top > 0 {
+            reasons.extend(self.contributions(x).into_iter().enumerate().filter(|(_, c)| *c != 0.0));
+            reasons.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+            reasons.truncate(top);
+        }
+        value
+    }
+
     /// Per-feature contributions to the margin along each tree's decision path
     /// (the approximate method of XGBoost's `pred_contribs`), indexed by feature.
     pub fn contributions(&self, x: &[f64]) -> Vec<f64> {

@@ -15,6 +15,8 @@
 //! Run it: `cargo run -- call logreg --input '{"amount_usd_log": 6.2, "cross_border": true, …}'`
 //! (see README). Test its logic natively: `cargo test -p logreg`.
 
+pub mod model;
+
 use std::collections::BTreeMap;
 
 use scorehost_guest::prelude::*;
@@ -101,20 +103,12 @@ impl Scorer for LogReg {
                 &by_name
             }
         };
-        let mut contributions: Vec<(usize, f64)> = Vec::with_capacity(xs.len());
-        let mut z = self.intercept;
-        for (i, (&w, &x)) in self.weights.iter().zip(xs).enumerate() {
-            if x.is_nan() {
-                continue; // missing and imputed: contributes nothing
-            }
-            z += w * x;
-            contributions.push((i, w * x));
-        }
-        contributions.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        let mut contributions = Vec::with_capacity(xs.len());
+        let p = model::score(self.intercept, &self.weights, xs, &mut contributions);
         let score = contributions
             .iter()
             .take(self.top_reasons)
-            .fold(Score::new(sigmoid(z)), |s, &(i, c)| s.reason(self.names[i].as_str(), c));
+            .fold(Score::new(p), |s, &(i, c)| s.reason(self.names[i].as_str(), c));
         Ok(score)
     }
 }
@@ -152,15 +146,12 @@ impl LogReg {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    1.0 / (1.0 + (-z).exp())
-}
-
 export_scorer!(LogReg);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use model::sigmoid;
     use scorehost_guest::testing::Harness;
     use serde_json::json;
 

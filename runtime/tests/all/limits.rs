@@ -118,3 +118,20 @@ fn sleeping_traps_instead_of_blocking_past_the_deadline() {
     assert!(e.to_string().contains("may not sleep"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn a_batch_gets_the_fuel_budget_per_row() {
+    // logreg's budget is 2 000 000 per call and a row costs ~2 200 fuel, so a
+    // 1000-row batch needs more than one call's budget.
+    let v = load("logreg");
+    let row = obj(json!({"amount_usd_log": 6.0, "cross_border": true, "email_domain_free": true,
+        "email_domain_disposable": false, "email_local_digits": 3, "is_night": true,
+        "mcc_high_risk": false, "ip_private": false}));
+    let out = v.score_batch(&vec![row; 1000], None).unwrap();
+    assert!(out.fuel_used > v.limits().fuel, "fuel used {} is within one call's budget", out.fuel_used);
+    assert!(out.value.iter().all(Result::is_ok));
+
+    // Still a budget: a batch of three infinite loops stops at three budgets.
+    let e = load("hostile-loop").score_batch(&vec![obj(json!({})); 3], None).unwrap_err();
+    assert!(matches!(e, scorehost::CallError::OutOfFuel { budget } if budget == 15_000_000), "{e}");
+}
