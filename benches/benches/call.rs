@@ -35,8 +35,8 @@ use scorehost::pipeline::Pipelines;
 use scorehost::registry::Registry;
 use scorehost::{PluginVersion, PoolSize, Runtime};
 use scorehost_benches::{
-    GbdtRows, copy_with, gbdt_features, gbdt_rows, logreg_features, payment_event, staged, wide_features,
-    wide_logreg_manifest,
+    GbdtRows, copy_with, gbdt_features, gbdt_rows, gbdt_scaled, logreg_features, payment_event, staged,
+    wide_features, wide_logreg_manifest,
 };
 use scorehost_guest::Config;
 use scorehost_guest::testing::{Harness, set_model_dir};
@@ -173,28 +173,31 @@ fn batch(c: &mut Criterion) {
 
 /// The tree evaluator per row: every row of the fixture, scored in one batch
 /// call in wasm (JSON → row, lowering and the reasons' strings included), and
-/// by the same `Ensemble::explain` compiled for the host.
+/// by the same `Ensemble::explain` compiled for the host — with the bundled
+/// 25-tree model, and with a 500-tree one where the tree walk dominates.
 fn gbdt_evaluator(c: &mut Criterion) {
     let rt = runtime();
     let ex = executor();
-    let gbdt = rt.load(&staged("gbdt")).expect("gbdt");
     let GbdtRows { vectors: rows, maps } = gbdt_rows();
-    let model = std::fs::read(staged("gbdt").join("model/model.json")).expect("model");
-    let ensemble = Ensemble::from_json(&model).expect("ensemble");
-
     let mut g = c.benchmark_group("gbdt-evaluator");
     g.throughput(Throughput::Elements(rows.len() as u64));
-    g.bench_function("wasm", |b| {
-        b.iter(|| ex.block_on(gbdt.score_batch_async(black_box(&maps), None)).expect("batch"))
-    });
-    let mut reasons = Vec::new();
-    g.bench_function("native", |b| {
-        b.iter(|| {
-            for x in &rows {
-                black_box(ensemble.explain(black_box(x), 3, &mut reasons));
-            }
-        })
-    });
+    for times in [1, 20] {
+        let (dir, model) = gbdt_scaled(times);
+        let trees = 25 * times;
+        let gbdt = rt.load(dir.path()).expect("gbdt");
+        g.bench_function(format!("{trees}-trees/wasm"), |b| {
+            b.iter(|| ex.block_on(gbdt.score_batch_async(black_box(&maps), None)).expect("batch"))
+        });
+        let ensemble = Ensemble::from_json(&model).expect("ensemble");
+        let mut reasons = Vec::new();
+        g.bench_function(format!("{trees}-trees/native"), |b| {
+            b.iter(|| {
+                for x in &rows {
+                    black_box(ensemble.explain(black_box(x), 3, &mut reasons));
+                }
+            })
+        });
+    }
     g.finish();
 }
 

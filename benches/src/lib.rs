@@ -94,6 +94,22 @@ pub fn gbdt_rows() -> GbdtRows {
     GbdtRows { vectors, maps }
 }
 
+/// A copy of the gbdt plugin whose model holds every tree of the bundled one
+/// `times` times over (25 × `times` trees): a model the size of a production
+/// fraud model, where the tree walk and not the call dominates a row's cost.
+/// Returns the plugin directory and the model's bytes.
+pub fn gbdt_scaled(times: usize) -> (tempfile::TempDir, Vec<u8>) {
+    let dir = copy_with("gbdt", |m| m);
+    let path = dir.path().join("model/model.json");
+    let mut model: Value = serde_json::from_slice(&std::fs::read(&path).expect("model")).expect("json");
+    let trees = &mut model["learner"]["gradient_booster"]["model"]["trees"];
+    let one = trees.as_array().expect("trees").clone();
+    *trees = Value::Array((0..times).flat_map(|_| one.iter().cloned()).collect());
+    let bytes = serde_json::to_vec(&model).expect("json");
+    std::fs::write(&path, &bytes).expect("write model");
+    (dir, bytes)
+}
+
 /// A logreg config with `n` features `f0..f{n-1}`, positional or by name.
 pub fn wide_logreg_manifest(manifest: String, n: usize, open_inputs: bool) -> String {
     let weights: Vec<String> =

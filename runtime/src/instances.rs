@@ -137,7 +137,11 @@ impl Instances {
         };
         arm(&mut warm.store, self.engine.metered(), limits)?;
         let result = invoke(&mut warm, request).await;
-        let fuel_used = warm.store.get_fuel().map_or(0, |left| limits.fuel - left);
+        // (Asking an unmetered store for its fuel builds an error, backtrace and all.)
+        let fuel_used = match self.engine.metered() {
+            true => limits.fuel - warm.store.get_fuel().unwrap_or(0),
+            false => 0,
+        };
         match result {
             Ok(value) => {
                 let elapsed = start.elapsed();
