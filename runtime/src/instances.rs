@@ -177,14 +177,14 @@ impl Instances {
     }
 }
 
-/// Sets a call's budgets on `store`: all of its fuel, all of its deadline
-/// (unless the engine is [`HostEngine::unmetered`]).
+/// Readies `store` for a call: a fresh log allowance and, unless the engine is
+/// [`HostEngine::unmetered`], all of the call's fuel and all of its deadline.
 fn arm(store: &mut Store<HostState>, metered: bool, limits: Limits) -> Result<(), CallError> {
+    store.data_mut().start_call(HostEngine::deadline_ticks(limits.deadline));
     if !metered {
         return Ok(());
     }
     store.set_fuel(limits.fuel).map_err(|e| CallError::GuestTrap { message: format!("{e:#}") })?;
-    store.data_mut().start_call(HostEngine::deadline_ticks(limits.deadline));
     store.set_epoch_deadline(1);
     Ok(())
 }

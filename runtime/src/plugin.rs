@@ -334,8 +334,16 @@ impl PluginVersion {
     ) -> Result<Outcome<BatchResults<T>>, CallError> {
         // Rows the host refuses keep their error; the rest go to the guest, moved, not copied.
         let mut good = Vec::with_capacity(rows.len());
-        let refused: Vec<Option<CallError>> =
-            rows.iter().map(|r| self.inputs.row(r).map(|row| good.push(row)).err()).collect();
+        let mut refused = Vec::with_capacity(rows.len());
+        for row in rows {
+            match self.inputs.row(row) {
+                Ok(row) => {
+                    good.push(row);
+                    refused.push(None);
+                }
+                Err(e) => refused.push(Some(e)),
+            }
+        }
         let out = if good.is_empty() {
             Outcome { value: Vec::new(), fuel_used: 0, elapsed: Duration::ZERO }
         } else {

@@ -32,10 +32,13 @@ fn main() {
     let pool = PoolSize { instances: 16 };
     let rt = if args.kind == "unmetered" { Runtime::unmetered(pool) } else { Runtime::new(pool, None) }
         .expect("runtime");
-    let fresh_dir = copy_with("logreg", |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
+    let fresh_dir; // outlives the load
     let (dir, rows) = match args.kind.as_str() {
         "warm" | "unmetered" => (staged("logreg"), vec![logreg_features()]),
-        "fresh" => (fresh_dir.path().to_owned(), vec![logreg_features()]),
+        "fresh" => {
+            fresh_dir = copy_with("logreg", |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
+            (fresh_dir.path().to_owned(), vec![logreg_features()])
+        }
         "batch100" => (staged("logreg"), vec![logreg_features(); 100]),
         "gbdt" => (staged("gbdt"), gbdt_rows().maps),
         other => panic!("unknown kind {other}"),

@@ -7,8 +7,16 @@
 //! Without `ms` it takes `amount_usd` milliseconds, so it can be the scorer of
 //! a pipeline behind txn-features. With `sleep_ms` it calls
 //! `std::thread::sleep`, which the host refuses (a trap, not a blocked thread).
+//! With `count_calls` it returns how many calls this instance has served,
+//! counted in a global: what the isolation tests use to see whether an
+//! instance (and its memory) was reused or brand new.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use scorehost_guest::prelude::*;
+
+/// Calls this instance has served; lives in linear memory like any plugin state.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 struct Slow;
 
@@ -21,8 +29,13 @@ impl Scorer for Slow {
             .input(float("ms").doc("milliseconds to take"))
             .input(float("amount_usd").doc("milliseconds to take when `ms` is absent"))
             .input(float("sleep_ms").doc("sleep this long instead (the host forbids it: a trap)"))
+            .input(float("count_calls").doc("answer the calls this instance has served instead"))
     }
     fn score(&self, f: &Features) -> Result<Score> {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        if f.float_opt("count_calls")?.is_some() {
+            return Ok(Score::new(f64::from(calls)));
+        }
         if let Some(ms) = f.float_opt("sleep_ms")? {
             std::thread::sleep(std::time::Duration::from_secs_f64(ms / 1e3));
             return Ok(Score::new(ms));

@@ -34,6 +34,21 @@ fn sequential_calls_share_one_warm_instance() {
 }
 
 #[test]
+fn plugin_state_lives_exactly_as_long_as_its_instance() {
+    // `slow` counts its calls in a global in linear memory.
+    let count = || obj(json!({ "count_calls": 1 }));
+    let v = slow_with("");
+    let seen: Vec<f64> = (0..3).map(|_| v.score(&count(), None).unwrap().value.score).collect();
+    assert_eq!(seen, [1.0, 2.0, 3.0], "a warm instance keeps the plugin's own state");
+    // A fresh instance per call starts from the snapshot every time, although
+    // the pooling allocator hands out the same, reset, memory slot.
+    let v = slow_with("fresh_per_call = true");
+    for _ in 0..5 {
+        assert_eq!(v.score(&count(), None).unwrap().value.score, 1.0);
+    }
+}
+
+#[test]
 fn an_instance_that_failed_is_thrown_away() {
     let v = slow_with("");
     assert_eq!(v.idle_instances(), 1);

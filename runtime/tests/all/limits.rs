@@ -135,3 +135,18 @@ fn a_batch_gets_the_fuel_budget_per_row() {
     let e = load("hostile-loop").score_batch(&vec![obj(json!({})); 3], None).unwrap_err();
     assert!(matches!(e, scorehost::CallError::OutOfFuel { budget } if budget == 15_000_000), "{e}");
 }
+
+#[test]
+fn an_unmetered_runtime_scores_alike_and_reports_no_fuel() {
+    // Runtime::unmetered exists for the `budgets/*` benches: same answers,
+    // no fuel counted.
+    let f = obj(json!({"amount_usd_log": 6.0, "cross_border": true, "email_domain_free": true,
+        "email_domain_disposable": false, "email_local_digits": 3, "is_night": true,
+        "mcc_high_risk": false, "ip_private": false}));
+    let metered = load("logreg").score(&f, None).unwrap();
+    let rt = scorehost::Runtime::unmetered(scorehost::PoolSize { instances: 4 }).unwrap();
+    let unmetered = rt.load(&crate::support::staged("logreg")).unwrap().score(&f, None).unwrap();
+    assert_eq!(metered.value, unmetered.value);
+    assert!(metered.fuel_used > 0);
+    assert_eq!(unmetered.fuel_used, 0);
+}
