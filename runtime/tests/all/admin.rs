@@ -365,12 +365,16 @@ async fn a_shadow_never_changes_a_response_and_publishes_the_differences() {
         }
     }
 
-    // The copies finish on their own tasks; wait for all 20 (bounded).
-    let mut stats = Value::Null;
+    // The copies finish on their own tasks, each updating the stats and then
+    // the metric; wait until both show all 20 (bounded).
+    let shadow_ok =
+        r#"scorehost_shadow_calls_total{plugin="logreg",shadow_version="0.1.0+model.2",outcome="ok"} 20"#;
+    let (mut stats, mut metrics) = (Value::Null, String::new());
     for _ in 0..100 {
         let r = send(&app, admin_req("GET", "/admin/v1/plugins", vec![])).await;
         stats = r.json["plugins"][0]["shadow"]["stats"].clone();
-        if stats["compared"] == 20 {
+        metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await.text;
+        if stats["compared"] == 20 && metrics.contains(shadow_ok) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -384,13 +388,7 @@ async fn a_shadow_never_changes_a_response_and_publishes_the_differences() {
     );
     assert_eq!(stats["diff_le"][0][1], 0, "no score was equal: {stats}");
 
-    let metrics = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await.text;
-    assert!(
-        metrics.contains(
-            r#"scorehost_shadow_calls_total{plugin="logreg",shadow_version="0.1.0+model.2",outcome="ok"} 20"#
-        ),
-        "{metrics}"
-    );
+    assert!(metrics.contains(shadow_ok), "{metrics}");
     let r = send(&app, admin_req("DELETE", "/admin/v1/plugins/logreg/shadow", vec![])).await;
     assert_eq!(r.json["stats"]["compared"], 20, "{}", r.text);
     let r = send(&app, admin_req("DELETE", "/admin/v1/plugins/logreg/shadow", vec![])).await;
