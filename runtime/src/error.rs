@@ -38,6 +38,21 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::OutOfFuel,
+        ErrorKind::DeadlineExceeded,
+        ErrorKind::MemoryLimit,
+        ErrorKind::StackOverflow,
+        ErrorKind::GuestTrap,
+        ErrorKind::InvalidInput,
+        ErrorKind::PluginError,
+        ErrorKind::InvalidOutput,
+        ErrorKind::Overloaded,
+        ErrorKind::Unsupported,
+        ErrorKind::PluginQuarantined,
+    ];
+
     /// The snake_case code used in JSON and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -24,6 +24,7 @@ use crate::host::HostState;
 use crate::limits::Limits;
 use crate::manifest::InstancePolicy;
 use crate::plugin::Outcome;
+use crate::stats::CallStats;
 use crate::trap;
 
 /// The pre-instantiated component, typed by world.
@@ -75,6 +76,8 @@ pub(crate) struct Instances {
     /// Warm instances between calls, at most `max_idle`.
     idle: Mutex<Vec<Warm>>,
     max_idle: usize,
+    /// The version's call statistics; calls raise its memory high-water mark.
+    pub(crate) stats: Arc<CallStats>,
 }
 
 impl Instances {
@@ -90,7 +93,16 @@ impl Instances {
         // core is in flight at a time; a few spare cover bursts without pinning
         // many pool slots per version.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self { engine, pre, label, memory_limit, policy, idle: Mutex::new(Vec::new()), max_idle: 2 * cores }
+        Self {
+            engine,
+            pre,
+            label,
+            memory_limit,
+            policy,
+            idle: Mutex::new(Vec::new()),
+            max_idle: 2 * cores,
+            stats: Arc::default(),
+        }
     }
 
     /// Warm instances currently idle (for tests and metrics).
@@ -137,6 +149,7 @@ impl Instances {
         };
         arm(&mut warm.store, self.engine.metered(), limits)?;
         let result = invoke(&mut warm, request).await;
+        self.stats.memory(warm.store.data().limiter.peak());
         // (Asking an unmetered store for its fuel builds an error, backtrace and all.)
         let fuel_used = match self.engine.metered() {
             true => limits.fuel - warm.store.get_fuel().unwrap_or(0),

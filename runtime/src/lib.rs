@@ -33,6 +33,7 @@ pub mod registry;
 pub mod render;
 mod runtime;
 pub mod snapshot;
+pub mod stats;
 pub mod store;
 pub mod traffic;
 pub mod trap;

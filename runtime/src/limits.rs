@@ -130,12 +130,20 @@ pub struct MemoryLimiter {
     limit: u64,
     /// The size the guest asked for when it hit the cap, if it did.
     pub breach: Option<u64>,
+    /// Linear memory granted to the store's instances, in bytes, and its most.
+    held: u64,
+    peak: u64,
 }
 
 impl MemoryLimiter {
     /// A limiter for a cap of `limit` bytes.
     pub fn new(limit: u64) -> Self {
-        Self { limit, breach: None }
+        Self { limit, breach: None, held: 0, peak: 0 }
+    }
+
+    /// The most linear memory the store's instances held at once, in bytes.
+    pub fn peak(&self) -> u64 {
+        self.peak
     }
 
     /// The cap in bytes.
@@ -147,7 +155,7 @@ impl MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -157,6 +165,9 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             // recover; Rust's allocator aborts, which we then report as memory_limit.
             return Ok(false);
         }
+        // Called at instantiation too (from 0), so this covers every memory.
+        self.held += desired.saturating_sub(current) as u64;
+        self.peak = self.peak.max(self.held);
         Ok(true)
     }
 

@@ -21,6 +21,7 @@ use crate::layout::Layout;
 use crate::limits::Limits;
 use crate::manifest::{Manifest, World};
 use crate::snapshot;
+use crate::stats::CallStats;
 
 /// The result of a successful call, with what it cost.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,13 +154,33 @@ impl PluginVersion {
         self.guard.in_flight()
     }
 
-    /// Runs `call` through the breaker and the in-flight cap, and reports
-    /// whether it faulted.
-    async fn guarded<T>(&self, call: impl Future<Output = Result<T, CallError>>) -> Result<T, CallError> {
-        let pass = self.guard.enter(self.label())?;
+    /// Runs `call` through the breaker and the in-flight cap, reports whether
+    /// it faulted, and records it in the version's [`CallStats`].
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<Outcome<T>, CallError>>,
+    ) -> Result<Outcome<T>, CallError> {
+        let pass = match self.guard.enter(self.label()) {
+            Ok(pass) => pass,
+            Err(refused) => {
+                self.instances.stats.record(Some(&refused), None, None);
+                return Err(refused);
+            }
+        };
+        let start = Instant::now();
         let result = call.await;
         pass.finish(matches!(&result, Err(e) if breaker::is_fault(e, self.limits.deadline)));
+        match &result {
+            Ok(out) => self.instances.stats.record(None, Some(out.elapsed), Some(out.fuel_used)),
+            Err(e) => self.instances.stats.record(Some(e), Some(start.elapsed()), None),
+        }
         result
+    }
+
+    /// What this version's calls did: counts, errors by kind, latency, fuel,
+    /// memory high-water mark. Published by `/metrics`.
+    pub fn stats(&self) -> &CallStats {
+        &self.instances.stats
     }
 
     /// The manifest's fallback for a failed score, if it has one for `error`.

@@ -7,7 +7,7 @@
 //! `ArcSwap`, so readers never take a lock.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
@@ -31,10 +31,36 @@ impl Entry {
     }
 }
 
+/// Something that happened to a plugin's versions, counted per plugin for
+/// `/metrics` (`scorehost_plugin_events_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Event {
+    /// A version became live in place of another (activate, rollback, canary
+    /// promotion, a reload from disk).
+    Swap,
+    /// A new version passed the validation gate.
+    GatePassed,
+    /// A new version failed the validation gate and was kept out.
+    GateFailed,
+}
+
+impl Event {
+    /// The label value in `/metrics`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Swap => "swap",
+            Event::GatePassed => "gate_passed",
+            Event::GateFailed => "gate_failed",
+        }
+    }
+}
+
 /// Name → entry, swapped atomically.
 #[derive(Default)]
 pub struct Registry {
     map: ArcSwap<BTreeMap<String, Entry>>,
+    /// (plugin, event) → count. Events are rare (admin operations), so a lock will do.
+    events: Mutex<BTreeMap<(String, Event), u64>>,
 }
 
 impl Registry {
@@ -42,7 +68,22 @@ impl Registry {
     pub fn new(versions: impl IntoIterator<Item = PluginVersion>) -> Self {
         let map =
             versions.into_iter().map(|v| (v.manifest().name.clone(), Entry::live(Arc::new(v)))).collect();
-        Self { map: ArcSwap::from_pointee(map) }
+        Self { map: ArcSwap::from_pointee(map), events: Mutex::default() }
+    }
+
+    /// Counts one `event` of `plugin`.
+    pub fn record(&self, plugin: &str, event: Event) {
+        if let Ok(mut events) = self.events.lock() {
+            *events.entry((plugin.to_owned(), event)).or_default() += 1;
+        }
+    }
+
+    /// Every event count so far: plugin, event, count.
+    pub fn events(&self) -> Vec<(String, Event, u64)> {
+        self.events.lock().map_or_else(
+            |_| Vec::new(),
+            |events| events.iter().map(|((plugin, event), n)| (plugin.clone(), *event, *n)).collect(),
+        )
     }
 
     /// The live version of `name`, if any.
@@ -99,6 +140,9 @@ impl Registry {
             next.insert(name.clone(), entry);
             next
         });
+        if old.as_ref().is_some_and(|o| !Arc::ptr_eq(o, &version)) {
+            self.record(&name, Event::Swap);
+        }
         old
     }
 

@@ -153,32 +153,37 @@ impl Ensemble {
 
     /// The prediction: a probability for `binary:logistic`, the value for regression.
     pub fn predict(&self, x: &[f64]) -> f64 {
-        let m = f64::from(self.margin(x));
-        match self.objective {
-            Objective::BinaryLogistic => 1.0 / (1.0 + (-m).exp()),
-            Objective::SquaredError => m,
-        }
+        self.link(self.margin(x))
     }
 
     /// What the plugin computes per row, and the native benchmark with it:
     /// the prediction, and in `reasons` the `top` largest per-feature path
     /// contributions (`(feature index, contribution)`, largest magnitude
-    /// first; none when `top` is 0).
+    /// first; none when `top` is 0). One walk down each tree gives both.
     pub fn explain(&self, x: &[f64], top: usize, reasons: &mut Vec<(usize, f64)>) -> f64 {
         reasons.clear();
-        let value = self.predict(x);
-        if top > 0 {
-            reasons.extend(self.contributions(x).into_iter().enumerate().filter(|(_, c)| *c != 0.0));
-            reasons.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-            reasons.truncate(top);
+        if top == 0 {
+            return self.predict(x);
         }
-        value
+        let mut contributions = vec![0.0; self.feature_names.len()];
+        let margin = self.walk(x, &mut contributions);
+        reasons.extend(contributions.into_iter().enumerate().filter(|(_, c)| *c != 0.0));
+        reasons.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        reasons.truncate(top);
+        self.link(margin)
     }
 
     /// Per-feature contributions to the margin along each tree's decision path
     /// (the approximate method of XGBoost's `pred_contribs`), indexed by feature.
     pub fn contributions(&self, x: &[f64]) -> Vec<f64> {
         let mut out = vec![0.0; self.feature_names.len()];
+        self.walk(x, &mut out);
+        out
+    }
+
+    /// The margin, adding each split's contribution to `out` on the way down.
+    fn walk(&self, x: &[f64], out: &mut [f64]) -> f32 {
+        let mut sum = self.base_margin;
         for tree in &self.trees {
             let mut n = 0usize;
             while tree[n].left >= 0 {
@@ -186,8 +191,18 @@ impl Ensemble {
                 out[tree[n].feature as usize] += tree[next].mean - tree[n].mean;
                 n = next;
             }
+            sum += tree[n].value;
         }
-        out
+        sum
+    }
+
+    /// The objective's link function: margin → prediction.
+    fn link(&self, margin: f32) -> f64 {
+        let m = f64::from(margin);
+        match self.objective {
+            Objective::BinaryLogistic => 1.0 / (1.0 + (-m).exp()),
+            Objective::SquaredError => m,
+        }
     }
 
     /// Number of trees.

@@ -71,6 +71,30 @@ fn contributions_sum_to_the_margin() {
 }
 
 #[test]
+fn explain_is_predict_plus_the_largest_contributions() {
+    // `explain` walks each tree once for both; it must agree with the
+    // separate walks of `predict` and `contributions` on every fixture row.
+    for dir in cases() {
+        let model = Ensemble::from_json(&std::fs::read(dir.join("model.json")).unwrap()).unwrap();
+        let cases: Value = serde_json::from_slice(&std::fs::read(dir.join("cases.json")).unwrap()).unwrap();
+        let mut reasons = Vec::new();
+        for row in cases["rows"].as_array().unwrap() {
+            let x: Vec<f64> =
+                row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+            assert_eq!(model.explain(&x, 3, &mut reasons), model.predict(&x), "{}", dir.display());
+            let mut want: Vec<(usize, f64)> =
+                model.contributions(&x).into_iter().enumerate().filter(|(_, c)| *c != 0.0).collect();
+            want.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+            want.truncate(3);
+            assert!(!want.is_empty(), "{}: a row with no contribution", dir.display());
+            assert_eq!(reasons, want, "{}", dir.display());
+            assert_eq!(model.explain(&x, 0, &mut reasons), model.predict(&x));
+            assert!(reasons.is_empty());
+        }
+    }
+}
+
+#[test]
 fn rejects_what_it_cannot_evaluate() {
     for (doc, needle) in [
         (r#"{"nope": 1}"#, "learner"),

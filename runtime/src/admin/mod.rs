@@ -23,7 +23,7 @@ use serde::Serialize;
 use crate::error::LoadError;
 use crate::golden::{self, Report};
 use crate::plugin::PluginVersion;
-use crate::registry::Registry;
+use crate::registry::{Event, Registry};
 use crate::runtime::Runtime;
 use crate::store::{PluginState, PluginStore, Scan, StoreError, UploadLimits};
 use crate::traffic::ShadowStats;
@@ -279,15 +279,20 @@ impl Admin {
     }
 
     /// The validation gate for the plugin directory `dir`: load it, then run
-    /// its golden vectors under its production limits.
-    pub fn gate(&self, dir: &Path) -> Result<(PluginVersion, GateRecord), String> {
-        let version = self.runtime.load(dir).map_err(|e: LoadError| e.to_string())?;
-        let vectors = golden::read(dir, version.manifest().world).map_err(|e| e.to_string())?;
-        let report = golden::check(&version, &vectors);
-        if !report.passed() {
-            return Err(report.failures().join("; "));
-        }
-        Ok((version, GateRecord::of(&report)))
+    /// its golden vectors under its production limits. The outcome is counted
+    /// as an event of plugin `name` (`/metrics`).
+    pub fn gate(&self, name: &str, dir: &Path) -> Result<(PluginVersion, GateRecord), String> {
+        let gated = (|| {
+            let version = self.runtime.load(dir).map_err(|e: LoadError| e.to_string())?;
+            let vectors = golden::read(dir, version.manifest().world).map_err(|e| e.to_string())?;
+            let report = golden::check(&version, &vectors);
+            if !report.passed() {
+                return Err(report.failures().join("; "));
+            }
+            Ok((version, GateRecord::of(&report)))
+        })();
+        self.registry.record(name, if gated.is_ok() { Event::GatePassed } else { Event::GateFailed });
+        gated
     }
 
     /// Loads and gates `name@version` from the store unless it is loaded.
@@ -299,7 +304,7 @@ impl Admin {
         if !self.store.contains(name, version) {
             return Err(StoreError::NotFound { name: name.into(), version: version.into() }.into());
         }
-        let (v, gate) = self.gate(&self.store.version_path(name, version)).map_err(|reasons| {
+        let (v, gate) = self.gate(name, &self.store.version_path(name, version)).map_err(|reasons| {
             AdminError::GateFailed { name: name.into(), version: version.into(), reasons }
         })?;
         let v = Arc::new(v);
@@ -312,7 +317,7 @@ impl Admin {
     pub fn upload(&self, name: &str, version: &str, tar: &[u8]) -> Result<GateRecord, AdminError> {
         let _op = self.op();
         let dir = self.store.install_tar(name, version, tar, self.limits)?;
-        match self.gate(&dir) {
+        match self.gate(name, &dir) {
             Ok((v, gate)) => {
                 let record = gate.clone();
                 self.loaded().insert((name.into(), version.into()), Loaded { version: Arc::new(v), gate });

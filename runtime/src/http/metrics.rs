@@ -197,6 +197,9 @@ struct VersionLabels {
     role: &'static str,
 }
 
+/// Where a version's histogram lives in its [`crate::stats::CallStats`].
+type VersionHistogram = fn(&PluginVersion) -> &Histogram;
+
 /// One published number per serving version: name, help, type, value.
 type VersionMetric = (&'static str, &'static str, MetricType, fn(&PluginVersion) -> u64);
 
@@ -211,7 +214,37 @@ const VERSION_METRICS: &[VersionMetric] = &[
         v.quarantines()
     }),
     ("plugin_in_flight", "Calls of the version running now", MetricType::Gauge, |v| u64::from(v.in_flight())),
+    (
+        "plugin_calls",
+        "Calls of the version: answered, failed or refused (HTTP, pipelines and shadow copies alike)",
+        MetricType::Counter,
+        |v| v.stats().calls(),
+    ),
+    (
+        "plugin_memory_peak_bytes",
+        "The most linear memory any instance of the version has held",
+        MetricType::Gauge,
+        |v| v.stats().memory_peak(),
+    ),
 ];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    plugin: String,
+    event: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionErrorLabels {
+    plugin: String,
+    version: String,
+    role: &'static str,
+    kind: &'static str,
+}
+
+fn version_labels(role: &'static str, v: &PluginVersion) -> VersionLabels {
+    VersionLabels { plugin: v.manifest().name.clone(), version: v.manifest().version.clone(), role }
+}
 
 impl Collector for PluginHealth {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -219,16 +252,53 @@ impl Collector for PluginHealth {
         for (name, help, kind, value) in VERSION_METRICS {
             let mut family = encoder.encode_descriptor(name, help, None, *kind)?;
             for (role, v) in &serving {
-                let labels = VersionLabels {
-                    plugin: v.manifest().name.clone(),
-                    version: v.manifest().version.clone(),
-                    role,
-                };
+                let labels = version_labels(role, v);
                 let family = family.encode_family(&labels)?;
                 match kind {
                     MetricType::Counter => ConstCounter::new(value(v)).encode(family)?,
                     _ => ConstGauge::new(value(v) as i64).encode(family)?,
                 }
+            }
+        }
+        // Every call of the version, whoever made it (HTTP, pipeline, shadow).
+        let mut family = encoder.encode_descriptor(
+            "plugin_errors",
+            "Failed calls of the version by error kind (refusals by the breaker or the in-flight cap included)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (role, v) in &serving {
+            for kind in crate::ErrorKind::ALL {
+                let labels = VersionErrorLabels {
+                    plugin: v.manifest().name.clone(),
+                    version: v.manifest().version.clone(),
+                    role,
+                    kind: kind.as_str(),
+                };
+                ConstCounter::new(v.stats().errors(kind)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "plugin_events",
+            "Swaps of the live version and validation-gate outcomes, by plugin",
+            None,
+            MetricType::Counter,
+        )?;
+        for (plugin, event, n) in self.0.events() {
+            ConstCounter::new(n)
+                .encode(family.encode_family(&EventLabels { plugin, event: event.as_str() })?)?;
+        }
+        let histograms: [(&str, &str, VersionHistogram); 2] = [
+            ("plugin_call_duration_seconds", "Guest call latency of the version, answered or failed", |v| {
+                v.stats().latency()
+            }),
+            ("plugin_call_fuel", "Fuel each answered call of the version consumed", |v| v.stats().fuel()),
+        ];
+        for (name, help, histogram) in histograms {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+            for (role, v) in &serving {
+                let labels = version_labels(role, v);
+                histogram(v).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

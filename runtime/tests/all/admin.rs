@@ -133,6 +133,14 @@ async fn upload_gate_activate_rollback() {
     // Nothing further back.
     let r = send(&app, admin_req("POST", "/admin/v1/plugins/logreg/rollback", vec![])).await;
     assert_eq!((r.status, r.json["error"]["kind"].as_str()), (StatusCode::CONFLICT, Some("conflict")));
+    // Two swaps (the first activation replaced nothing), two gates passed.
+    let m = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await.text;
+    let events = |event: &str| {
+        crate::metrics::sample(&m, "scorehost_plugin_events_total", &[r#"plugin="logreg""#, event])
+    };
+    assert_eq!(events(r#"event="swap""#), Some(2.0), "{m}");
+    assert_eq!(events(r#"event="gate_passed""#), Some(2.0), "{m}");
+    assert_eq!(events(r#"event="gate_failed""#), None, "{m}");
 
     // The live version cannot be deleted; another one can.
     let r = send(&app, admin_req("DELETE", "/admin/v1/plugins/logreg/versions/0.1.0", vec![])).await;
@@ -174,6 +182,12 @@ async fn a_failing_gate_leaves_the_live_version_serving() {
 
     let after = score(&app).await;
     assert_eq!((after.status, &after.json["score"]), (StatusCode::OK, &before.json["score"]));
+    let m = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await.text;
+    let events = |event: &str| {
+        crate::metrics::sample(&m, "scorehost_plugin_events_total", &[r#"plugin="logreg""#, event])
+    };
+    assert_eq!(events(r#"event="gate_failed""#), Some(1.0), "{m}");
+    assert_eq!(events(r#"event="gate_passed""#), Some(1.0), "{m}");
 }
 
 #[tokio::test]

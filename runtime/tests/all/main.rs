@@ -14,5 +14,6 @@ mod http_socket;
 mod instances;
 mod limits;
 mod load;
+mod metrics;
 mod sandbox;
 mod support;
