@@ -10,7 +10,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 
 use crate::error::{CallError, ErrorKind};
 
@@ -19,8 +20,8 @@ use crate::error::{CallError, ErrorKind};
 pub struct CallStats {
     calls: AtomicU64,
     errors: [AtomicU64; ErrorKind::ALL.len()],
-    latency: Histogram,
-    fuel: Histogram,
+    latency: Log2Histogram,
+    fuel: Log2Histogram,
     memory_peak: AtomicU64,
 }
 
@@ -29,12 +30,76 @@ impl Default for CallStats {
         Self {
             calls: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
-            // 10 µs … ~5 s
-            latency: Histogram::new(exponential_buckets(0.000_01, 2.0, 20)),
-            // 1 000 … ~10^10 fuel units (the largest budget a manifest may set)
-            fuel: Histogram::new(exponential_buckets(1_000.0, 4.0, 17)),
+            // Nanoseconds; published in seconds: 8 µs … ~4.3 s, then +Inf.
+            latency: Log2Histogram::new(8_192, 1e-9),
+            // Fuel units: 1 024 … ~5.6 × 10^11 (past the largest budget), then +Inf.
+            fuel: Log2Histogram::new(1_024, 1.0),
             memory_peak: AtomicU64::new(0),
         }
+    }
+}
+
+/// Buckets of a [`Log2Histogram`], the last one unbounded.
+const BUCKETS: usize = 30;
+
+/// A histogram of integer observations whose bucket bounds double, recorded
+/// with two relaxed atomic adds and no lock. (prometheus-client's `Histogram`
+/// takes a mutex and scans its bounds on every observation, and every call
+/// of a version, on every worker, observes two.)
+#[derive(Debug)]
+pub struct Log2Histogram {
+    /// Upper bound of the first bucket, in observation units (a power of two).
+    first: u64,
+    /// Published value of one observation unit (1e-9: nanoseconds → seconds).
+    scale: f64,
+    counts: [AtomicU64; BUCKETS],
+    sum: AtomicU64,
+}
+
+impl Log2Histogram {
+    /// Buckets `first`, `2·first`, `4·first`, … (`first` a power of two), each
+    /// published as that bound × `scale`.
+    fn new(first: u64, scale: f64) -> Self {
+        debug_assert!(first.is_power_of_two());
+        Self { first, scale, counts: std::array::from_fn(|_| AtomicU64::new(0)), sum: AtomicU64::new(0) }
+    }
+
+    /// Records one observation of `v` units.
+    pub fn observe(&self, v: u64) {
+        // The smallest i with v <= first · 2^i.
+        let i =
+            if v <= self.first { 0 } else { (u64::BITS - ((v - 1) / self.first).leading_zeros()) as usize };
+        self.counts[i.min(BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(v, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl EncodeMetric for Log2Histogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let buckets: Vec<(f64, u64)> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let bound = match i {
+                    _ if i == BUCKETS - 1 => f64::INFINITY,
+                    _ => (self.first << i) as f64 * self.scale,
+                };
+                (bound, c.load(Ordering::Relaxed))
+            })
+            .collect();
+        let count = buckets.iter().map(|(_, c)| c).sum();
+        let sum = self.sum.load(Ordering::Relaxed) as f64 * self.scale;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
     }
 }
 
@@ -48,10 +113,10 @@ impl CallStats {
             self.errors[e.kind() as usize].fetch_add(1, Ordering::Relaxed);
         }
         if let Some(d) = ran {
-            self.latency.observe(d.as_secs_f64());
+            self.latency.observe(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
         }
         if let Some(f) = fuel {
-            self.fuel.observe(f as f64);
+            self.fuel.observe(f);
         }
     }
 
@@ -71,18 +136,68 @@ impl CallStats {
         self.errors[kind as usize].load(Ordering::Relaxed)
     }
 
-    /// Call latency in seconds: every call that ran, answered or not.
-    pub fn latency(&self) -> &Histogram {
+    /// Call latency (published in seconds): every call that ran, answered or not.
+    pub fn latency(&self) -> &Log2Histogram {
         &self.latency
     }
 
     /// Fuel consumed by each answered call.
-    pub fn fuel(&self) -> &Histogram {
+    pub fn fuel(&self) -> &Log2Histogram {
         &self.fuel
     }
 
     /// The most linear memory, in bytes, any instance of the version held.
     pub fn memory_peak(&self) -> u64 {
         self.memory_peak.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_observation_lands_in_the_first_bucket_that_holds_it() {
+        let h = Log2Histogram::new(1_024, 1.0);
+        for v in [0, 1_024, 1_025, 2_048, 2_049, 1 << 20, u64::MAX] {
+            h.observe(v);
+        }
+        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        // ≤1024: 0 and 1024; ≤2048: 1025 and 2048; ≤4096: 2049; 2^20 = 1024·2^10.
+        assert_eq!(&counts[..4], &[2, 2, 1, 0]);
+        assert_eq!(counts[10], 1);
+        assert_eq!(counts[BUCKETS - 1], 1, "beyond the last bound: +Inf");
+        assert_eq!(h.count(), 7);
+    }
+
+    #[test]
+    fn publishes_cumulative_buckets_in_scaled_units() {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let h = Log2Histogram::new(8_192, 1e-9);
+        h.observe(5_000); // 5 µs
+        h.observe(20_000); // 20 µs
+        #[derive(Debug)]
+        struct One(Log2Histogram);
+        impl prometheus_client::collector::Collector for One {
+            fn encode(
+                &self,
+                mut encoder: prometheus_client::encoding::DescriptorEncoder,
+            ) -> Result<(), std::fmt::Error> {
+                let metric = encoder.encode_descriptor("d", "help", None, MetricType::Histogram)?;
+                self.0.encode(metric)
+            }
+        }
+        registry.register_collector(Box::new(One(h)));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "d_sum 0.000025",
+            "d_count 2",
+            r#"d_bucket{le="0.000008192"} 1"#,
+            r#"d_bucket{le="0.000032768"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        assert!(text.contains(r#"d_bucket{le="+Inf"} 2"#), "{text}");
     }
 }

@@ -198,7 +198,7 @@ struct VersionLabels {
 }
 
 /// Where a version's histogram lives in its [`crate::stats::CallStats`].
-type VersionHistogram = fn(&PluginVersion) -> &Histogram;
+type VersionHistogram = fn(&PluginVersion) -> &crate::stats::Log2Histogram;
 
 /// One published number per serving version: name, help, type, value.
 type VersionMetric = (&'static str, &'static str, MetricType, fn(&PluginVersion) -> u64);
