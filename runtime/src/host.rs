@@ -30,6 +30,7 @@ use crate::bindings::wit_log;
 use crate::error::LoadError;
 use crate::limits::MemoryLimiter;
 use crate::manifest::World;
+use crate::stats::CallStats;
 
 /// Interfaces (without their `@version`) a component may import.
 pub const GRANTED_IMPORTS: &[&str] = &[
@@ -69,6 +70,8 @@ pub struct HostState {
     pub limiter: MemoryLimiter,
     /// `name@version` of the plugin, for log lines.
     pub plugin: Arc<str>,
+    /// The version's statistics, which also hold its log-rate budget.
+    stats: Arc<CallStats>,
     stderr: MemoryOutputPipe,
     log_lines: u32,
     /// Epoch ticks the current call has left before its deadline.
@@ -76,8 +79,14 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// State for a call: no files, no environment, stderr captured.
-    pub fn new(plugin: Arc<str>, memory_limit: u64, wasi: wasmtime_wasi::WasiCtxBuilder) -> Self {
+    /// State for a call: no files, no environment, stderr captured. The
+    /// plugin's log lines count against `stats`' rate limit.
+    pub fn new(
+        plugin: Arc<str>,
+        stats: Arc<CallStats>,
+        memory_limit: u64,
+        wasi: wasmtime_wasi::WasiCtxBuilder,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let mut wasi = wasi;
         wasi.stderr(stderr.clone());
@@ -86,6 +95,7 @@ impl HostState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
+            stats,
             stderr,
             log_lines: 0,
             ticks_left: 0,
@@ -134,13 +144,28 @@ pub const MAX_LOG_LINES: u32 = 100;
 impl wit_log::Host for HostState {
     fn log(&mut self, level: wit_log::Level, message: String) {
         let Some(message) = admit_log_line(&mut self.log_lines, message) else { return };
-        let plugin = &*self.plugin;
+        if !self.stats.admit_log_line(&self.plugin) {
+            return;
+        }
+        let (plugin, version) = self.plugin.split_once('@').unwrap_or((&self.plugin, ""));
+        // Empty outside a request (init, `scorehost call`).
+        let request_id = crate::request_id::display();
         match level {
-            wit_log::Level::Trace => tracing::trace!(target: "plugin", plugin, "{message}"),
-            wit_log::Level::Debug => tracing::debug!(target: "plugin", plugin, "{message}"),
-            wit_log::Level::Info => tracing::info!(target: "plugin", plugin, "{message}"),
-            wit_log::Level::Warn => tracing::warn!(target: "plugin", plugin, "{message}"),
-            wit_log::Level::Error => tracing::error!(target: "plugin", plugin, "{message}"),
+            wit_log::Level::Trace => {
+                tracing::trace!(target: "plugin", plugin, version, %request_id, "{message}")
+            }
+            wit_log::Level::Debug => {
+                tracing::debug!(target: "plugin", plugin, version, %request_id, "{message}")
+            }
+            wit_log::Level::Info => {
+                tracing::info!(target: "plugin", plugin, version, %request_id, "{message}")
+            }
+            wit_log::Level::Warn => {
+                tracing::warn!(target: "plugin", plugin, version, %request_id, "{message}")
+            }
+            wit_log::Level::Error => {
+                tracing::error!(target: "plugin", plugin, version, %request_id, "{message}")
+            }
         }
     }
 }

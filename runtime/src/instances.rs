@@ -113,7 +113,8 @@ impl Instances {
     /// A new store and instance. Its epoch callback yields to the executor at
     /// every tick and interrupts the guest when the call's ticks run out.
     async fn instantiate(&self, limits: Limits) -> Result<Warm, CallError> {
-        let state = HostState::new(self.label.clone(), self.memory_limit, WasiCtxBuilder::new());
+        let state =
+            HostState::new(self.label.clone(), self.stats.clone(), self.memory_limit, WasiCtxBuilder::new());
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut cx| {

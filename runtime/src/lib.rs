@@ -31,6 +31,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod registry;
 pub mod render;
+pub mod request_id;
 mod runtime;
 pub mod snapshot;
 pub mod stats;

@@ -22,7 +22,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     disable_transparent_huge_pages();
     let args = cli::Args::parse();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SCOREHOST_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -30,8 +30,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // If stderr goes away (a closed pipe), drop log lines rather than let
         // tracing's own eprintln! panic the server.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match args.log_format() {
+        cli::LogFormat::Text => logs.init(),
+        cli::LogFormat::Json => logs.json().init(),
+    }
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

@@ -69,8 +69,10 @@ pub fn preinitialize(
         wasi.preopened_dir(dir, "/model", FsPerms::ReadOnly)
             .map_err(|e| LoadError::engine("opening the model directory", e))?;
     }
-    let mut store =
-        Store::new(engine.engine(), HostState::new(input.plugin.clone(), input.memory_limit, wasi));
+    let mut store = Store::new(
+        engine.engine(),
+        HostState::new(input.plugin.clone(), Default::default(), input.memory_limit, wasi),
+    );
     store.limiter(|s| &mut s.limiter);
     if engine.metered() {
         store.set_fuel(INIT_FUEL).map_err(|e| LoadError::engine("setting fuel", e))?;

@@ -7,8 +7,9 @@
 //! publishes it at scrape time for each serving version
 //! (`crate::http::metrics`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -23,6 +24,23 @@ pub struct CallStats {
     latency: Log2Histogram,
     fuel: Log2Histogram,
     memory_peak: AtomicU64,
+    log: Mutex<LogBucket>,
+    log_dropped: AtomicU64,
+    /// Set while lines are being dropped, so the host says so once per episode.
+    log_dropping: AtomicBool,
+}
+
+/// Plugin log lines one version may write per second, all its instances
+/// together, once its burst is spent.
+pub const LOG_LINES_PER_SECOND: f64 = 100.0;
+/// Plugin log lines one version may write at once after a quiet spell.
+pub const LOG_BURST: f64 = 200.0;
+
+/// A token bucket of log lines.
+#[derive(Debug)]
+struct LogBucket {
+    tokens: f64,
+    refilled: Instant,
 }
 
 impl Default for CallStats {
@@ -35,6 +53,9 @@ impl Default for CallStats {
             // Fuel units: 1 024 … ~5.6 × 10^11 (past the largest budget), then +Inf.
             fuel: Log2Histogram::new(1_024, 1.0),
             memory_peak: AtomicU64::new(0),
+            log: Mutex::new(LogBucket { tokens: LOG_BURST, refilled: Instant::now() }),
+            log_dropped: AtomicU64::new(0),
+            log_dropping: AtomicBool::new(false),
         }
     }
 }
@@ -124,6 +145,41 @@ impl CallStats {
     /// instance held at the end of a call) if it is higher.
     pub(crate) fn memory(&self, bytes: u64) {
         self.memory_peak.fetch_max(bytes, Ordering::Relaxed);
+    }
+
+    /// Whether the version may write one more log line now (see
+    /// [`LOG_LINES_PER_SECOND`]). A refused line is counted as dropped; the
+    /// first refusal of an episode is announced in the host's own log.
+    pub(crate) fn admit_log_line(&self, plugin: &str) -> bool {
+        let admitted = self.log.lock().is_ok_and(|mut b| {
+            let now = Instant::now();
+            let refill = now.duration_since(b.refilled).as_secs_f64() * LOG_LINES_PER_SECOND;
+            b.tokens = (b.tokens + refill).min(LOG_BURST);
+            b.refilled = now;
+            let admitted = b.tokens >= 1.0;
+            if admitted {
+                b.tokens -= 1.0;
+            }
+            admitted
+        });
+        if admitted {
+            self.log_dropping.store(false, Ordering::Relaxed);
+        } else {
+            self.log_dropped.fetch_add(1, Ordering::Relaxed);
+            if !self.log_dropping.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    plugin,
+                    "plugin log rate limit ({LOG_LINES_PER_SECOND}/s) reached: dropping its lines \
+                     (counted in scorehost_plugin_log_lines_dropped_total)"
+                );
+            }
+        }
+        admitted
+    }
+
+    /// Plugin log lines dropped by the rate limit.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.log_dropped.load(Ordering::Relaxed)
     }
 
     /// Calls made, including those refused before they ran.

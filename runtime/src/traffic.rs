@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use tokio::sync::Semaphore;
@@ -178,8 +178,10 @@ impl Shadow {
             return;
         };
         let shadow = self.clone();
+        // As the live request's work: the shadow's log lines carry its id.
+        let id = crate::request_id::current().unwrap_or(HeaderValue::from_static(""));
         tokio::spawn(async move {
-            let result = shadow.version.score_async(&features, None).await;
+            let result = crate::request_id::scope(id, shadow.version.score_async(&features, None)).await;
             drop(permit);
             let result = result.and_then(|o| o.value.into_plugin_result());
             let (outcome, diff) = shadow.record(&live, result);

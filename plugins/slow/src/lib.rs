@@ -9,7 +9,9 @@
 //! `std::thread::sleep`, which the host refuses (a trap, not a blocked thread).
 //! With `count_calls` it returns how many calls this instance has served,
 //! counted in a global: what the isolation tests use to see whether an
-//! instance (and its memory) was reused or brand new.
+//! instance (and its memory) was reused or brand new. With `log_lines` it
+//! writes that many info lines ("line i of n") to the host's log and returns
+//! n: the logging tests (request ids, rate limits) use it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -30,11 +32,18 @@ impl Scorer for Slow {
             .input(float("amount_usd").doc("milliseconds to take when `ms` is absent"))
             .input(float("sleep_ms").doc("sleep this long instead (the host forbids it: a trap)"))
             .input(float("count_calls").doc("answer the calls this instance has served instead"))
+            .input(float("log_lines").doc("write this many log lines instead"))
     }
     fn score(&self, f: &Features) -> Result<Score> {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
         if f.float_opt("count_calls")?.is_some() {
             return Ok(Score::new(f64::from(calls)));
+        }
+        if let Some(n) = f.float_opt("log_lines")? {
+            for i in 1..=n as u32 {
+                scorehost_guest::log::info(&format!("line {i} of {n}"));
+            }
+            return Ok(Score::new(n));
         }
         if let Some(ms) = f.float_opt("sleep_ms")? {
             std::thread::sleep(std::time::Duration::from_secs_f64(ms / 1e3));

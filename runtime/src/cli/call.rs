@@ -67,7 +67,7 @@ pub fn run(runtime: &Runtime, args: CallArgs) -> anyhow::Result<ExitCode> {
     let input = parse_input(&args.input)?;
     let started = Instant::now();
     let version = runtime.load(&dir).with_context(|| format!("loading {}", dir.display()))?;
-    eprintln!("loaded {} in {:.1} ms", version.label(), started.elapsed().as_secs_f64() * 1e3);
+    tracing::info!("loaded {} in {:.1} ms", version.label(), started.elapsed().as_secs_f64() * 1e3);
     let deadline = args.deadline_ms.map(Duration::from_millis);
 
     let result = match (version.manifest().world, input) {

@@ -26,6 +26,26 @@ pub struct Args {
     /// Compile from scratch and write nothing to the cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Log lines on stderr as human text or as one JSON object per line
+    /// (level filter: $SCOREHOST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event, with its spans' fields.
+    Text,
+    /// One JSON object per event: timestamp, level, target, fields, spans.
+    Json,
+}
+
+impl Args {
+    /// The log format asked for, for setting up logging before [`run`].
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
 }
 
 #[derive(Debug, Subcommand)]

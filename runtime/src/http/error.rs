@@ -160,7 +160,14 @@ impl IntoResponse for ApiError {
             }
             _ => 1,
         };
-        let body = serde_json::json!({"error": {"kind": self.kind(), "message": self.to_string()}});
+        let message = self.to_string();
+        // A fault on our side (a plugin's or the server's) is for the on-call
+        // engineer, with the request's id.
+        if matches!(status, StatusCode::INTERNAL_SERVER_ERROR | StatusCode::GATEWAY_TIMEOUT) {
+            let request_id = crate::request_id::display();
+            tracing::warn!(kind = self.kind(), status = status.as_u16(), %request_id, "{message}");
+        }
+        let body = serde_json::json!({"error": {"kind": self.kind(), "message": message}});
         let mut response =
             (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {

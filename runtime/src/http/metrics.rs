@@ -221,6 +221,12 @@ const VERSION_METRICS: &[VersionMetric] = &[
         |v| v.stats().calls(),
     ),
     (
+        "plugin_log_lines_dropped",
+        "Log lines of the version dropped by the per-version rate limit",
+        MetricType::Counter,
+        |v| v.stats().log_lines_dropped(),
+    ),
+    (
         "plugin_memory_peak_bytes",
         "The most linear memory any instance of the version has held",
         MetricType::Gauge,

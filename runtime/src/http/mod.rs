@@ -154,8 +154,12 @@ impl App {
             }
             CallMode::Blocking => {
                 let runtime = tokio::runtime::Handle::current();
+                let id = crate::request_id::current();
                 tokio::task::spawn_blocking(move || {
-                    let result = runtime.block_on(call);
+                    let result = match id {
+                        Some(id) => crate::request_id::sync_scope(id, || runtime.block_on(call)),
+                        None => runtime.block_on(call),
+                    };
                     drop(permit);
                     result
                 })

@@ -40,6 +40,25 @@ fn call_prints_the_score_with_fuel_and_time() {
 }
 
 #[test]
+fn log_format_json_writes_one_object_per_line() {
+    let slow = crate::support::staged("slow");
+    let input = r#"{"features": {"log_lines": 2}}"#;
+    let (out, json) =
+        scorehost(&["--log-format", "json", "call", slow.to_str().unwrap(), "--input", input], None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json["score"], 2.0);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<Value> = stderr.lines().map(|l| serde_json::from_str(l).expect(l)).collect();
+    let plugin: Vec<&Value> = lines.iter().filter(|l| l["target"] == "plugin").collect();
+    assert_eq!(plugin.len(), 2, "{stderr}");
+    assert_eq!(plugin[1]["fields"]["message"], "line 2 of 2");
+    assert_eq!(
+        (plugin[1]["fields"]["plugin"].as_str(), plugin[1]["level"].as_str()),
+        (Some("slow"), Some("INFO"))
+    );
+}
+
+#[test]
 fn call_reads_stdin_and_runs_batches() {
     let input = r#"{"instances": [{"amount": 10, "currency": "USD", "timestamp": 0},
                                   {"amount": 10, "currency": "???", "timestamp": 0}]}"#;

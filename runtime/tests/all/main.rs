@@ -14,6 +14,7 @@ mod http_socket;
 mod instances;
 mod limits;
 mod load;
+mod logs;
 mod metrics;
 mod sandbox;
 mod support;
