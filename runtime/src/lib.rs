@@ -17,6 +17,7 @@ pub mod admin;
 pub mod bindings;
 pub mod breaker;
 pub mod cache;
+pub mod decisions;
 pub mod engine;
 pub mod error;
 pub mod golden;

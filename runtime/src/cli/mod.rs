@@ -2,6 +2,7 @@
 
 mod call;
 mod inspect;
+mod replay;
 mod serve;
 mod test;
 
@@ -54,6 +55,8 @@ enum Command {
     Call(call::CallArgs),
     /// Print a plugin's world, metadata and limits.
     Inspect(inspect::InspectArgs),
+    /// Re-score a decision log with another plugin version and report the differences.
+    Replay(replay::ReplayArgs),
     /// Serve plugins over HTTP (the bundled examples by default).
     Serve(serve::ServeArgs),
     /// Run a plugin's golden vectors (tests.jsonl) as the validation gate does.
@@ -76,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Call(a) => call::run(&runtime, a),
         Command::Inspect(a) => inspect::run(&runtime, a),
+        Command::Replay(a) => replay::run(&runtime, a),
         Command::Serve(a) => serve::run(&runtime, a).map(|()| ExitCode::SUCCESS),
         Command::Test(a) => test::run(&runtime, a),
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use scorehost::admin::Admin;
+use scorehost::decisions::{DecisionLog, DecisionLogConfig};
 use scorehost::http::admin::AdminApi;
 use scorehost::http::{App, CallMode, ServerConfig, server};
 use scorehost::pipeline::Pipelines;
@@ -82,6 +83,20 @@ pub struct ServeArgs {
     /// Where wasm calls run: as futures on the async workers (default) or on the blocking pool.
     #[arg(long, value_enum, default_value = "async")]
     call_mode: Mode,
+    /// Append every answered score (input, output, version, content hash,
+    /// fuel, latency, request id) to this JSONL file, for audits and
+    /// `scorehost replay`. Written off the request path; see --decision-*.
+    #[arg(long)]
+    decision_log: Option<PathBuf>,
+    /// Fraction of scores the decision log keeps, 0–1.
+    #[arg(long, default_value_t = 1.0)]
+    decision_sample: f64,
+    /// Size at which the decision log is rotated (PATH → PATH.1 → …), in MiB.
+    #[arg(long, default_value_t = 64)]
+    decision_log_max_mib: u64,
+    /// Rotated decision logs kept.
+    #[arg(long, default_value_t = 5)]
+    decision_log_keep: usize,
 }
 
 fn plugin_dirs(args: &ServeArgs) -> anyhow::Result<Vec<PathBuf>> {
@@ -177,6 +192,18 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         call_mode: match args.call_mode {
             Mode::Async => CallMode::Async,
             Mode::Blocking => CallMode::Blocking,
+        },
+        decisions: match &args.decision_log {
+            None => None,
+            Some(path) => Some(
+                DecisionLog::open(DecisionLogConfig {
+                    sample_rate: args.decision_sample,
+                    max_bytes: args.decision_log_max_mib << 20,
+                    keep: args.decision_log_keep,
+                    ..DecisionLogConfig::new(path)
+                })
+                .with_context(|| format!("opening the decision log {}", path.display()))?,
+            ),
         },
     };
     let app = App::with_admin(registry, pipelines, config, admin);

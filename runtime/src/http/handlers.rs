@@ -15,9 +15,10 @@ use super::App;
 use super::codec::{Payload, payload, read_json};
 use super::error::ApiError;
 use super::metrics::Label;
+use crate::decisions::DecisionLog;
 use crate::error::CallError;
 use crate::pipeline;
-use crate::plugin::{Outcome, PluginVersion};
+use crate::plugin::{Outcome, PluginVersion, Scored};
 use crate::registry::Entry;
 use crate::render;
 
@@ -111,6 +112,9 @@ pub async fn score(app: Arc<App>, name: String, request: Request) -> Result<Resp
             let app2 = app.clone();
             app.run(async move {
                 let out = v.score_async(&f, deadline).await?;
+                if let Some(log) = &app2.config.decisions {
+                    log.scored_one(&v, &f, &out);
+                }
                 let mut response =
                     json_response(StatusCode::OK, &render::score_response(&v, &out), Some(v.name_label()));
                 if let Some(e) = &out.value.fallback {
@@ -133,9 +137,13 @@ pub async fn score(app: Arc<App>, name: String, request: Request) -> Result<Resp
         Payload::Batch(rows) => {
             let Some(canary) = entry.canary.clone() else {
                 let v = entry.live;
+                let decisions = app.config.decisions.clone();
                 return app
                     .run(async move {
                         let out = v.score_batch_async(&rows, deadline).await?;
+                        if let Some(log) = decisions {
+                            log_batch(&log, &v, &rows.iter().collect::<Vec<_>>(), &out);
+                        }
                         let body = render::batch_response(&v, &out, render::scored);
                         Ok(json_response(StatusCode::OK, &body, Some(v.name_label())))
                     })
@@ -145,7 +153,8 @@ pub async fn score(app: Arc<App>, name: String, request: Request) -> Result<Resp
             let to_canary: Vec<bool> =
                 rows.iter().map(|r| !Arc::ptr_eq(&pick(&entry, &headers, r), &entry.live)).collect();
             let live = entry.live;
-            app.run(score_split(live, canary.version.clone(), rows, to_canary, deadline)).await
+            let decisions = app.config.decisions.clone();
+            app.run(score_split(live, canary.version.clone(), rows, to_canary, deadline, decisions)).await
         }
     }
 }
@@ -158,6 +167,7 @@ async fn score_split(
     rows: Vec<Map<String, Json>>,
     to_canary: Vec<bool>,
     deadline: Option<Duration>,
+    decisions: Option<Arc<DecisionLog>>,
 ) -> Result<Response, CallError> {
     let (b, a): (Vec<_>, Vec<_>) = rows.into_iter().zip(&to_canary).partition(|(_, c)| **c);
     let (a, b): (Vec<_>, Vec<_>) =
@@ -165,6 +175,10 @@ async fn score_split(
     let empty = || Outcome { value: Vec::new(), fuel_used: 0, elapsed: Duration::ZERO };
     let la = if a.is_empty() { empty() } else { live.score_batch_async(&a, deadline).await? };
     let lb = if b.is_empty() { empty() } else { canary.score_batch_async(&b, deadline).await? };
+    if let Some(log) = decisions {
+        log_batch(&log, &live, &a.iter().collect::<Vec<_>>(), &la);
+        log_batch(&log, &canary, &b.iter().collect::<Vec<_>>(), &lb);
+    }
     let (fuel, elapsed) = (la.fuel_used + lb.fuel_used, la.elapsed + lb.elapsed);
     let (mut ia, mut ib) = (la.value.into_iter(), lb.value.into_iter());
     let canary_version = &canary.manifest().version;
@@ -188,6 +202,17 @@ async fn score_split(
         "fuel_used": fuel, "elapsed_us": elapsed.as_micros() as u64, "results": results,
     });
     Ok(json_response(StatusCode::OK, &body, Some(live.name_label())))
+}
+
+/// Logs a scored batch, row by row, in the decision log.
+fn log_batch(
+    log: &DecisionLog,
+    v: &PluginVersion,
+    rows: &[&Map<String, Json>],
+    out: &Outcome<Vec<Result<Scored, CallError>>>,
+) {
+    let results: Vec<Result<&Scored, &CallError>> = out.value.iter().map(Result::as_ref).collect();
+    log.scored(v, rows, &results, out.fuel_used, out.elapsed);
 }
 
 /// `POST /v1/plugins/{name}/extract`: one event (`event`) or a batch (`instances`).

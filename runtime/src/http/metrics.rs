@@ -167,6 +167,15 @@ impl Metrics {
         self
     }
 
+    /// Also publishes, at every scrape, how many decisions `log` wrote and
+    /// dropped (nothing when there is no decision log).
+    pub fn with_decisions(mut self, log: Option<Arc<crate::decisions::DecisionLog>>) -> Self {
+        if let Some(log) = log {
+            self.registry.register_collector(Box::new(DecisionCounts(log)));
+        }
+        self
+    }
+
     /// Records one fallback answer. Called by the handlers.
     pub fn fallback(&self, plugin: Label, kind: &'static str) {
         self.fallbacks.get_or_create(&FallbackLabels { plugin, kind: Label::new(Arc::from(kind)) }).inc();
@@ -178,6 +187,32 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// The decision log's written and dropped counts, read at scrape time.
+#[derive(Debug)]
+struct DecisionCounts(Arc<crate::decisions::DecisionLog>);
+
+impl Collector for DecisionCounts {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = [
+            ("decisions_written", "Decisions written to the decision log", self.0.written()),
+            (
+                "decisions_dropped",
+                "Decisions dropped because the decision log's queue was full (the disk fell behind)",
+                self.0.dropped(),
+            ),
+        ];
+        for (name, help, n) in counts {
+            ConstCounter::new(n).encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                MetricType::Counter,
+            )?)?;
+        }
+        Ok(())
     }
 }
 

@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Where wasm calls run.
     pub call_mode: CallMode,
+    /// Where answered scores are logged (sampled), if anywhere.
+    pub decisions: Option<Arc<crate::decisions::DecisionLog>>,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +80,7 @@ impl Default for ServerConfig {
             max_fields: 1000,
             shutdown_grace: Duration::from_secs(30),
             call_mode: CallMode::Async,
+            decisions: None,
         }
     }
 }
@@ -112,7 +115,9 @@ impl App {
         admin: Option<admin::AdminApi>,
     ) -> Arc<Self> {
         Arc::new(Self {
-            metrics: Metrics::default().with_plugins(registry.clone()),
+            metrics: Metrics::default()
+                .with_plugins(registry.clone())
+                .with_decisions(config.decisions.clone()),
             registry,
             pipelines,
             admin,

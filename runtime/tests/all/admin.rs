@@ -70,7 +70,7 @@ fn sigmoid(z: f64) -> f64 {
 
 /// logreg with its intercept moved by `shift`, as version `version`, with one
 /// golden vector for the new model (or, with `stale_vectors`, the old ones).
-fn logreg_variant(version: &str, shift: f64, stale_vectors: bool) -> tempfile::TempDir {
+pub fn logreg_variant(version: &str, shift: f64, stale_vectors: bool) -> tempfile::TempDir {
     let dir = copy_with("logreg", |m| m.replace("version = \"0.1.0\"", &format!("version = \"{version}\"")));
     let weights_path = dir.path().join("model/weights.json");
     let mut weights: Value = serde_json::from_str(&std::fs::read_to_string(&weights_path).unwrap()).unwrap();

@@ -13,7 +13,7 @@ use crate::http::{app, get, logreg_body, post, send};
 pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines().find_map(|line| {
         let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
         (metric == name && labels.iter().all(|l| rest.contains(l))).then(|| value.parse().ok())?
     })
 }
