@@ -2,6 +2,7 @@
 
 mod call;
 mod inspect;
+mod new;
 mod replay;
 mod serve;
 mod test;
@@ -55,6 +56,8 @@ enum Command {
     Call(call::CallArgs),
     /// Print a plugin's world, metadata and limits.
     Inspect(inspect::InspectArgs),
+    /// Create a plugin crate (scorer or extractor) that builds and passes `scorehost test`.
+    New(new::NewArgs),
     /// Re-score a decision log with another plugin version and report the differences.
     Replay(replay::ReplayArgs),
     /// Serve plugins over HTTP (the bundled examples by default).
@@ -65,20 +68,26 @@ enum Command {
 
 /// Runs the parsed command; the exit code is 1 when the call failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // Scaffolding needs no engine.
+    let command = match args.command {
+        Command::New(a) => return new::run(a),
+        other => other,
+    };
     let cache = match args.cache_dir.or_else(ComponentCache::default_dir) {
         Some(dir) if !args.no_cache => Some(
             ComponentCache::new(&dir).with_context(|| format!("opening the cache dir {}", dir.display()))?,
         ),
         _ => None,
     };
-    let pool = match &args.command {
+    let pool = match &command {
         Command::Serve(_) => PoolSize::default(),
         _ => PoolSize { instances: 16 },
     };
     let runtime = std::sync::Arc::new(Runtime::new(pool, cache)?);
-    match args.command {
+    match command {
         Command::Call(a) => call::run(&runtime, a),
         Command::Inspect(a) => inspect::run(&runtime, a),
+        Command::New(a) => new::run(a),
         Command::Replay(a) => replay::run(&runtime, a),
         Command::Serve(a) => serve::run(&runtime, a).map(|()| ExitCode::SUCCESS),
         Command::Test(a) => test::run(&runtime, a),

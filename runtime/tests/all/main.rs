@@ -19,3 +19,4 @@ mod logs;
 mod metrics;
 mod sandbox;
 mod support;
+mod walk;
