@@ -94,6 +94,11 @@ impl Log2Histogram {
         self.sum.fetch_add(v, Ordering::Relaxed);
     }
 
+    /// Sum of the observations, in observation units (nanoseconds for latency).
+    pub fn sum(&self) -> u64 {
+        self.sum.load(Ordering::Relaxed)
+    }
+
     /// Observations so far.
     pub fn count(&self) -> u64 {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()

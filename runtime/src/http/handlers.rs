@@ -304,6 +304,18 @@ pub fn healthz() -> Response {
     json_response(StatusCode::OK, &json!({"status": "ok"}), None)
 }
 
+/// `GET /`: the status page (HTML and JS embedded in the binary).
+pub fn status_page() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], super::status::INDEX_HTML)
+        .into_response()
+}
+
+/// `GET /v1/status`: serving versions, their state and totals, and the
+/// sampled history of rates and latencies the status page draws.
+pub fn status(app: Arc<App>) -> Response {
+    json_response(StatusCode::OK, &super::status::status(&app.registry, &app.history), None)
+}
+
 /// `GET /readyz`: plugins are loaded and the server is not draining.
 pub fn readyz(app: Arc<App>) -> Result<Response, ApiError> {
     if app.is_draining() {

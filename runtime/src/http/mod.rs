@@ -13,6 +13,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,6 +98,9 @@ pub struct App {
     pub config: ServerConfig,
     /// The admin API, when the server has a plugin store and a token.
     pub admin: Option<admin::AdminApi>,
+    /// Per-second rates and latencies for the status page, filled by the
+    /// sampler [`server::serve`] starts.
+    pub history: Arc<status::History>,
     slots: Arc<Semaphore>,
     draining: AtomicBool,
 }
@@ -121,6 +125,7 @@ impl App {
             registry,
             pipelines,
             admin,
+            history: Arc::default(),
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             draining: AtomicBool::new(false),
@@ -187,6 +192,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/"),
+    ("GET", "/v1/status"),
     ("GET", "/admin/v1/plugins"),
     ("PUT", "/admin/v1/plugins/{name}/versions/{version}"),
     ("DELETE", "/admin/v1/plugins/{name}/versions/{version}"),

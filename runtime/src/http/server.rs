@@ -30,6 +30,8 @@ pub async fn serve(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(app.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(20)));
     let graceful = GracefulShutdown::new();
+    // The status page's history; ends with the server's runtime.
+    let sampler = tokio::spawn(app.history.clone().run(app.registry.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -66,6 +68,7 @@ pub async fn serve(
         }
     }
 
+    sampler.abort();
     app.start_draining();
     drop(listener); // new connections are refused from here on
     tracing::info!("shutting down: waiting for in-flight requests");

@@ -18,5 +18,6 @@ mod load;
 mod logs;
 mod metrics;
 mod sandbox;
+mod status;
 mod support;
 mod walk;
