@@ -91,7 +91,8 @@ pub struct DecisionLog {
     writer: Mutex<Option<JoinHandle<()>>>,
     sample_rate: f64,
     written: Arc<AtomicU64>,
-    dropped: AtomicU64,
+    /// Full queue, or a failed write.
+    dropped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for DecisionLog {
@@ -111,19 +112,19 @@ impl DecisionLog {
         }
         let file = Rotating::open(&config)?;
         let (queue, messages) = mpsc::sync_channel(config.queue);
-        let written = Arc::new(AtomicU64::new(0));
+        let (written, dropped) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
         let writer = {
-            let written = written.clone();
+            let (written, dropped) = (written.clone(), dropped.clone());
             std::thread::Builder::new()
                 .name("scorehost-decisions".into())
-                .spawn(move || write_loop(messages, file, &written))?
+                .spawn(move || write_loop(messages, file, &written, &dropped))?
         };
         Ok(Arc::new(Self {
             queue: Some(queue),
             writer: Mutex::new(Some(writer)),
             sample_rate: config.sample_rate,
             written,
-            dropped: AtomicU64::new(0),
+            dropped,
         }))
     }
 
@@ -153,12 +154,13 @@ impl DecisionLog {
         fuel: u64,
         latency: Duration,
     ) {
+        let mut rows = inputs.iter().zip(results).filter(|_| self.sampled()).peekable();
+        if rows.peek().is_none() {
+            return;
+        }
         let ts_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let request_id = crate::request_id::display().to_string();
-        for (input, result) in inputs.iter().zip(results) {
-            if !self.sampled() {
-                continue;
-            }
+        for (input, result) in rows {
             let (score, reasons, error) = match result {
                 Ok(s) => {
                     (Some(s.score), s.reasons.clone(), s.fallback.as_ref().map(|e| e.kind().to_string()))
@@ -200,7 +202,7 @@ impl DecisionLog {
         self.written.load(Ordering::Relaxed)
     }
 
-    /// Decisions dropped because the queue was full.
+    /// Decisions dropped: the queue was full, or writing failed.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -218,7 +220,7 @@ impl Drop for DecisionLog {
 
 /// The writer thread: lines out, flushed when the queue goes quiet for
 /// 100 ms, on request, and at the end.
-fn write_loop(messages: Receiver<Message>, mut file: Rotating, written: &AtomicU64) {
+fn write_loop(messages: Receiver<Message>, mut file: Rotating, written: &AtomicU64, dropped: &AtomicU64) {
     let mut line = Vec::with_capacity(1024);
     loop {
         match messages.recv_timeout(Duration::from_millis(100)) {
@@ -228,8 +230,19 @@ fn write_loop(messages: Receiver<Message>, mut file: Rotating, written: &AtomicU
                     line.push(b'\n');
                     match file.write_line(&line) {
                         Ok(()) => _ = written.fetch_add(1, Ordering::Relaxed),
-                        Err(e) => tracing::error!("decision log {}: {e}", file.path.display()),
+                        // Counted as dropped; said once until a write succeeds again.
+                        Err(e) => {
+                            if dropped.fetch_add(1, Ordering::Relaxed) == 0 || file.healthy {
+                                tracing::error!(
+                                    "decision log {}: {e}; dropping decisions",
+                                    file.path.display()
+                                );
+                            }
+                            file.healthy = false;
+                            continue;
+                        }
                     }
+                    file.healthy = true;
                 }
             }
             Ok(Message::Flush(done)) => {
@@ -252,6 +265,8 @@ struct Rotating {
     bytes: u64,
     max_bytes: u64,
     keep: usize,
+    /// False after a failed write, until one succeeds.
+    healthy: bool,
 }
 
 impl Rotating {
@@ -264,6 +279,7 @@ impl Rotating {
             bytes,
             max_bytes: config.max_bytes.max(1),
             keep: config.keep,
+            healthy: true,
         })
     }
 

@@ -143,6 +143,17 @@ pub const MAX_LOG_LINES: u32 = 100;
 
 impl wit_log::Host for HostState {
     fn log(&mut self, level: wit_log::Level, message: String) {
+        // A line the log filter would discard costs no budget.
+        let enabled = match level {
+            wit_log::Level::Trace => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
+            wit_log::Level::Debug => tracing::enabled!(target: "plugin", tracing::Level::DEBUG),
+            wit_log::Level::Info => tracing::enabled!(target: "plugin", tracing::Level::INFO),
+            wit_log::Level::Warn => tracing::enabled!(target: "plugin", tracing::Level::WARN),
+            wit_log::Level::Error => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
+        };
+        if !enabled {
+            return;
+        }
         let Some(message) = admit_log_line(&mut self.log_lines, message) else { return };
         if !self.stats.admit_log_line(&self.plugin) {
             return;

@@ -38,9 +38,10 @@ pub enum Event {
     /// A version became live in place of another (activate, rollback, canary
     /// promotion, a reload from disk).
     Swap,
-    /// A new version passed the validation gate.
+    /// A version passed the validation gate: at upload, and each stored
+    /// version again when the server starts from its store.
     GatePassed,
-    /// A new version failed the validation gate and was kept out.
+    /// A version failed the validation gate and was kept out.
     GateFailed,
 }
 

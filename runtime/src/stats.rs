@@ -48,9 +48,9 @@ impl Default for CallStats {
         Self {
             calls: AtomicU64::new(0),
             errors: std::array::from_fn(|_| AtomicU64::new(0)),
-            // Nanoseconds; published in seconds: 8 µs … ~4.3 s, then +Inf.
+            // Nanoseconds, published in seconds: 8.2 µs … 8.2 µs · 2^28 (~2 200 s), then +Inf.
             latency: Log2Histogram::new(8_192, 1e-9),
-            // Fuel units: 1 024 … ~5.6 × 10^11 (past the largest budget), then +Inf.
+            // Fuel units: 1 024 … 2^38 (~2.7 × 10^11, past the largest budget), then +Inf.
             fuel: Log2Histogram::new(1_024, 1.0),
             memory_peak: AtomicU64::new(0),
             log: Mutex::new(LogBucket { tokens: LOG_BURST, refilled: Instant::now() }),
@@ -156,20 +156,23 @@ impl CallStats {
     /// [`LOG_LINES_PER_SECOND`]). A refused line is counted as dropped; the
     /// first refusal of an episode is announced in the host's own log.
     pub(crate) fn admit_log_line(&self, plugin: &str) -> bool {
-        let admitted = self.log.lock().is_ok_and(|mut b| {
+        let (admitted, rested) = self.log.lock().map_or((false, false), |mut b| {
             let now = Instant::now();
             let refill = now.duration_since(b.refilled).as_secs_f64() * LOG_LINES_PER_SECOND;
             b.tokens = (b.tokens + refill).min(LOG_BURST);
             b.refilled = now;
+            // A full bucket means a quiet spell: a later drop is a new episode.
+            let rested = b.tokens >= LOG_BURST;
             let admitted = b.tokens >= 1.0;
             if admitted {
                 b.tokens -= 1.0;
             }
-            admitted
+            (admitted, rested)
         });
-        if admitted {
+        if rested {
             self.log_dropping.store(false, Ordering::Relaxed);
-        } else {
+        }
+        if !admitted {
             self.log_dropped.fetch_add(1, Ordering::Relaxed);
             if !self.log_dropping.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -216,6 +219,28 @@ impl CallStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_error_kind_has_its_own_counter() {
+        // `errors[kind as usize]` must stay in bounds and distinct.
+        for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "{kind} is out of place in ErrorKind::ALL");
+        }
+    }
+
+    #[test]
+    fn a_steady_overload_is_announced_once() {
+        let stats = CallStats::default();
+        let admitted = (0..1_000).filter(|_| stats.admit_log_line("p")).count();
+        assert!((200..210).contains(&admitted), "{admitted}");
+        // Refills let a line through now and then; the episode goes on, so
+        // the host does not announce it again.
+        std::thread::sleep(Duration::from_millis(20));
+        let again = (0..100).filter(|_| stats.admit_log_line("p")).count();
+        assert!((1..100).contains(&again), "{again}");
+        assert!(stats.log_dropping.load(Ordering::Relaxed));
+        assert_eq!(stats.log_lines_dropped(), (1_000 - admitted + 100 - again) as u64);
+    }
 
     #[test]
     fn each_observation_lands_in_the_first_bucket_that_holds_it() {

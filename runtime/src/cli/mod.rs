@@ -87,7 +87,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match command {
         Command::Call(a) => call::run(&runtime, a),
         Command::Inspect(a) => inspect::run(&runtime, a),
-        Command::New(a) => new::run(a),
+        Command::New(_) => unreachable!("handled before the engine is built"),
         Command::Replay(a) => replay::run(&runtime, a),
         Command::Serve(a) => serve::run(&runtime, a).map(|()| ExitCode::SUCCESS),
         Command::Test(a) => test::run(&runtime, a),

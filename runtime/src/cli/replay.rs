@@ -50,7 +50,7 @@ pub fn run(runtime: &Runtime, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (mut same, mut errors_before, mut errors_after, mut now_failing, mut now_scoring) =
         (0u64, 0, 0, 0, 0);
     let mut moved: Vec<Moved> = Vec::new();
-    let (mut sum_diff, mut compared) = (0.0f64, 0u64);
+    let (mut sum_diff, mut max_diff, mut compared) = (0.0f64, 0.0f64, 0u64);
     let mut versions_before = std::collections::BTreeSet::new();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", args.log.display()))?;
@@ -76,6 +76,7 @@ pub fn run(runtime: &Runtime, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             (Some(b), Some(a)) => {
                 let diff = (a.score - b).abs();
                 sum_diff += diff;
+                max_diff = max_diff.max(diff);
                 compared += 1;
                 if diff <= args.tolerance {
                     same += 1;
@@ -89,7 +90,6 @@ pub fn run(runtime: &Runtime, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     moved.sort_by(|x, y| (y.after - y.before).abs().total_cmp(&(x.after - x.before).abs()));
-    let max_diff = moved.first().map_or(0.0, |m| (m.after - m.before).abs());
     let report = json!({
         "plugin": name,
         "replayed_version": version.manifest().version,
