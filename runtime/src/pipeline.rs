@@ -11,6 +11,7 @@
 //! ```
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -18,7 +19,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::error::CallError;
 use crate::manifest::World;
-use crate::plugin::{Outcome, Scored};
+use crate::plugin::{Outcome, PluginVersion, Scored};
 use crate::registry::Registry;
 
 /// One pipeline as written in the file.
@@ -49,6 +50,9 @@ pub struct Pipelines {
 pub struct PipelineRun {
     /// The scorer's result.
     pub scored: Scored,
+    /// The scorer version that answered, and what its call cost (fuel, time):
+    /// what the decision log records for a pipeline's score.
+    pub scorer: (Arc<PluginVersion>, u64, Duration),
     /// The merged features the scorer saw.
     pub features: Map<String, Json>,
     /// Fuel used by all stages together.
@@ -153,6 +157,7 @@ pub async fn run(
     let out = scorer.score_async(&features, remaining(deadline, budget)?).await?;
     Ok(PipelineRun {
         scored: out.value,
+        scorer: (scorer.clone(), out.fuel_used, out.elapsed),
         features,
         fuel_used: fuel_used + out.fuel_used,
         elapsed: start.elapsed(),

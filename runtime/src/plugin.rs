@@ -382,6 +382,10 @@ impl PluginVersion {
                 message: format!("batch of {} rows returned {} results", good.len(), out.value.len()),
             });
         }
+        // A row the plugin failed is an error of this version, like a failed call.
+        for e in out.value.iter().filter_map(|r| r.as_ref().err()) {
+            self.instances.stats.row_error(e);
+        }
         let mut results = out.value.into_iter();
         let merged = refused
             .into_iter()

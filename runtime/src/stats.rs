@@ -146,6 +146,12 @@ impl CallStats {
         }
     }
 
+    /// Counts the error of one row of a batch whose call went through (the
+    /// call itself was recorded by [`Self::record`]).
+    pub(crate) fn row_error(&self, error: &CallError) {
+        self.errors[error.kind() as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Raises the memory high-water mark to `bytes` (the linear memory an
     /// instance held at the end of a call) if it is higher.
     pub(crate) fn memory(&self, bytes: u64) {

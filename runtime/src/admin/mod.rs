@@ -203,9 +203,22 @@ impl Admin {
             rejected: Mutex::new(Default::default()),
         };
         let names: Vec<String> = scan.versions.iter().map(|(n, _)| n.clone()).collect();
-        for name in names.iter().collect::<std::collections::BTreeSet<_>>() {
+        let names: std::collections::BTreeSet<&String> = names.iter().collect();
+        // Progress: each version is compiled (or read from the cache) and gated.
+        let mut to_load = 0;
+        for name in &names {
+            let state = admin.store.state(name)?;
+            to_load += state.live.iter().count() + state.history.iter().take(admin.keep - 1).count();
+        }
+        let mut loaded = 0;
+        let mut progress = |name: &str, version: &str| {
+            loaded += 1;
+            tracing::info!("[{loaded}/{to_load}] store: loading {name}@{version}");
+        };
+        for name in names {
             let state = admin.store.state(name)?;
             let Some(live) = state.live.clone() else { continue };
+            progress(name, &live);
             match admin.ensure_loaded(name, &live) {
                 Ok(v) => {
                     admin.registry.insert(v);
@@ -213,6 +226,7 @@ impl Admin {
                 Err(e) => tracing::error!(plugin = %name, "live version {live} does not load: {e}"),
             }
             for prev in state.history.iter().take(admin.keep - 1) {
+                progress(name, prev);
                 if let Err(e) = admin.ensure_loaded(name, prev) {
                     tracing::warn!(plugin = %name, "previous version {prev} does not load: {e}");
                 }
@@ -282,15 +296,34 @@ impl Admin {
     /// its golden vectors under its production limits. The outcome is counted
     /// as an event of plugin `name` (`/metrics`).
     pub fn gate(&self, name: &str, dir: &Path) -> Result<(PluginVersion, GateRecord), String> {
+        let start = std::time::Instant::now();
+        let ms = || start.elapsed().as_secs_f64() * 1e3;
         let gated = (|| {
             let version = self.runtime.load(dir).map_err(|e: LoadError| e.to_string())?;
+            let how = if version.from_cache() { "from the cache" } else { "compiled" };
+            tracing::info!(
+                plugin = name,
+                "gate: {} {how} in {:.0} ms; running its vectors",
+                version.label(),
+                ms()
+            );
             let vectors = golden::read(dir, version.manifest().world).map_err(|e| e.to_string())?;
             let report = golden::check(&version, &vectors);
             if !report.passed() {
                 return Err(report.failures().join("; "));
             }
+            tracing::info!(
+                plugin = name,
+                "gate: {} passed {} vector(s) in {:.0} ms",
+                version.label(),
+                vectors.len(),
+                ms()
+            );
             Ok((version, GateRecord::of(&report)))
         })();
+        if let Err(e) = &gated {
+            tracing::warn!(plugin = name, "gate: {} failed after {:.0} ms: {e}", dir.display(), ms());
+        }
         self.registry.record(name, if gated.is_ok() { Event::GatePassed } else { Event::GateFailed });
         gated
     }
@@ -317,6 +350,7 @@ impl Admin {
     pub fn upload(&self, name: &str, version: &str, tar: &[u8]) -> Result<GateRecord, AdminError> {
         let _op = self.op();
         let dir = self.store.install_tar(name, version, tar, self.limits)?;
+        tracing::info!(plugin = name, "upload: {name}@{version}: {} bytes unpacked; gating", tar.len());
         match self.gate(name, &dir) {
             Ok((v, gate)) => {
                 let record = gate.clone();

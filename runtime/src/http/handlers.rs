@@ -261,6 +261,10 @@ pub async fn run_pipeline(app: Arc<App>, name: String, request: Request) -> Resu
     let (spec, run) = app
         .run(async move { pipeline::run(&spec, &registry, &event, deadline).await.map(|r| (spec, r)) })
         .await?;
+    if let Some(log) = &app.config.decisions {
+        let (scorer, fuel, elapsed) = &run.scorer;
+        log.scored(scorer, &[&run.features], &[Ok(&run.scored)], *fuel, *elapsed);
+    }
     let mut answer = json!({
         "pipeline": name,
         "scorer": spec.scorer,

@@ -194,3 +194,25 @@ fn replay_reports_how_another_version_moves_the_scores() {
     assert!(top[0]["diff"].as_f64().unwrap() > 0.0, "a larger intercept raises every score");
     assert!(top[0]["request_id"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelines_score_is_logged_with_the_features_its_scorer_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.jsonl");
+    let log = DecisionLog::open(DecisionLogConfig::new(&path)).unwrap();
+    let app = app(
+        &["txn-features", "logreg"],
+        ServerConfig { decisions: Some(log.clone()), ..ServerConfig::default() },
+    );
+    let event = json!({"event": {"amount": 120.5, "currency": "EUR", "merchant_country": "DE", "card_country": "US",
+        "email": "jo42@gmail.com", "ip": "81.2.69.160", "timestamp": 1764165600, "mcc": 7995},
+        "return_features": true});
+    let r = send(&app, post("/v1/pipelines/fraud", event.to_string())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    log.flush();
+    let d = read(&path);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].plugin, "logreg");
+    assert_eq!(Value::Object(d[0].input.clone()), r.json["features"]);
+    assert_eq!(d[0].score, r.json["score"].as_f64());
+}

@@ -133,3 +133,42 @@ fn a_chatty_plugin_is_rate_limited_and_the_drops_are_counted() {
         assert_eq!(notices.count(), 1);
     });
 }
+
+#[test]
+fn uploads_and_store_start_up_report_their_progress() {
+    use scorehost::admin::Admin;
+    use scorehost::registry::Registry;
+
+    let store = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 16 }, None).unwrap());
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let (admin, _) =
+            Admin::open(store.path(), runtime.clone(), Arc::new(Registry::default()), 3).unwrap();
+        let tar = crate::admin::tar_of(&crate::support::staged("logreg"));
+        admin.upload("logreg", "0.1.0", &tar).unwrap();
+        admin.activate("logreg", "0.1.0").unwrap();
+        // A restart loads the store again, version by version.
+        Admin::open(store.path(), runtime.clone(), Arc::new(Registry::default()), 3).unwrap();
+    });
+    let messages: Vec<String> =
+        captured.lines().iter().filter_map(|l| l["fields"]["message"].as_str().map(str::to_owned)).collect();
+    let position = |needle: &str| {
+        messages
+            .iter()
+            .position(|m| m.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {messages:#?}"))
+    };
+    let unpacked = position("upload: logreg@0.1.0:");
+    let compiled = position("gate: logreg@0.1.0 compiled in");
+    let passed = position("gate: logreg@0.1.0 passed 3 vector(s)");
+    let restart = position("[1/1] store: loading logreg@0.1.0");
+    assert!(unpacked < compiled && compiled < passed && passed < restart, "{messages:#?}");
+    assert!(messages[restart..].iter().any(|m| m.contains("gate: logreg@0.1.0 passed")), "{messages:#?}");
+}

@@ -20,7 +20,7 @@ pub fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_call_of_a_version_is_counted_with_its_cost() {
-    let app = app(&["logreg", "hostile-loop", "hostile-alloc"], ServerConfig::default());
+    let app = app(&["logreg", "txn-features", "hostile-loop", "hostile-alloc"], ServerConfig::default());
     for _ in 0..3 {
         let r = send(&app, post("/v1/plugins/logreg/score", logreg_body().to_string())).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -28,6 +28,11 @@ async fn every_call_of_a_version_is_counted_with_its_cost() {
     // A batch is one call.
     let batch = serde_json::json!({ "instances": [logreg_body()["features"], logreg_body()["features"]] });
     assert_eq!(send(&app, post("/v1/plugins/logreg/score", batch.to_string())).await.status, StatusCode::OK);
+    // A row the plugin fails is one error of the version, in a call that went through.
+    let events = r#"{"instances": [{"amount": 10, "currency": "USD", "timestamp": 0},
+                                    {"amount": 10, "currency": "XYZ", "timestamp": 0}]}"#;
+    let r = send(&app, post("/v1/plugins/txn-features/extract", events)).await;
+    assert_eq!(r.json["results"][1]["error"]["kind"], "invalid_input", "{}", r.text);
     let r = send(&app, post("/v1/plugins/hostile-loop/score", r#"{"features": {}}"#)).await;
     assert_eq!(r.json["error"]["kind"], "out_of_fuel", "{}", r.text);
     let r = send(&app, post("/v1/plugins/hostile-alloc/score", r#"{"features": {}}"#)).await;
@@ -49,6 +54,10 @@ async fn every_call_of_a_version_is_counted_with_its_cost() {
     // At least the 1 MiB initial memory of a Rust guest; below its 16 MiB cap.
     let peak = value("scorehost_plugin_memory_peak_bytes", &logreg);
     assert!((1024.0 * 1024.0..16.0 * 1024.0 * 1024.0).contains(&peak), "{peak}");
+
+    let txn = [r#"plugin="txn-features""#];
+    assert_eq!(value("scorehost_plugin_calls_total", &txn), 1.0);
+    assert_eq!(value("scorehost_plugin_errors_total", &[txn[0], r#"kind="invalid_input""#]), 1.0);
 
     let looping = [r#"plugin="hostile-loop""#];
     assert_eq!(value("scorehost_plugin_calls_total", &looping), 1.0);
