@@ -283,6 +283,20 @@ async fn two_versions(store: &Path) -> (Arc<App>, tempfile::TempDir) {
     (app, v2)
 }
 
+/// (version, state) of each logreg row of `/v1/status`, the status page's data.
+async fn status_states(app: &Arc<App>) -> Vec<(String, String)> {
+    let s = send(app, Request::get("/v1/status").body(Body::empty()).unwrap()).await;
+    let mut rows: Vec<(String, String)> = s.json["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["name"] == "logreg")
+        .map(|p| (p["version"].as_str().unwrap().to_owned(), p["state"].as_str().unwrap().to_owned()))
+        .collect();
+    rows.sort();
+    rows
+}
+
 fn json_req(method: &str, path: &str, body: Value) -> Request<Body> {
     let mut r = admin_req(method, path, body.to_string().into_bytes());
     r.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
@@ -318,6 +332,11 @@ async fn a_canary_is_sticky_per_customer_and_promotes_or_aborts() {
         seen[usize::from(canary)] += 1;
     }
     assert!(seen[0] > 0 && seen[1] > 0, "both versions served: {seen:?}");
+    assert_eq!(
+        status_states(&app).await,
+        [("0.1.0".to_owned(), "live".to_owned()), ("0.1.0+model.2".to_owned(), "canary".to_owned())],
+        "the status page's rows"
+    );
     // No key: the live version.
     let r = score_as(&app, json!({"features": {"amount_usd_log": 2.0}}), None).await;
     assert_eq!(r.json["version"], "0.1.0");
@@ -371,6 +390,11 @@ async fn a_shadow_never_changes_a_response_and_publishes_the_differences() {
         send(&app, json_req("POST", "/admin/v1/plugins/logreg/shadow", json!({"version": "0.1.0+model.2"})))
             .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        status_states(&app).await,
+        [("0.1.0".to_owned(), "live".to_owned()), ("0.1.0+model.2".to_owned(), "shadow".to_owned())],
+        "the status page's rows"
+    );
     for (f, b) in inputs.iter().zip(&before) {
         let r = score_as(&app, f.clone(), None).await;
         assert_eq!(r.status, StatusCode::OK);
