@@ -16,19 +16,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::error::LoadError;
-use crate::golden::{self, Report};
 use crate::plugin::PluginVersion;
-use crate::registry::{Event, Registry};
+use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::store::{PluginState, PluginStore, Scan, StoreError, UploadLimits};
 use crate::traffic::ShadowStats;
 
 mod candidates;
+mod gate;
+
+pub use gate::{GateRecord, VectorCost};
 
 /// Why an admin operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,47 +53,6 @@ pub enum AdminError {
     /// The request's parameters are invalid (a percentage over 100, a bad key).
     #[error("{0}")]
     Invalid(String),
-}
-
-/// One vector's cost at the gate.
-#[derive(Debug, Clone, Serialize)]
-pub struct VectorCost {
-    /// The vector's name.
-    pub name: String,
-    /// Fuel it used.
-    pub fuel_used: u64,
-    /// Its latency, µs.
-    pub elapsed_us: u64,
-}
-
-/// What the gate recorded for a version that passed.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateRecord {
-    /// Per vector: fuel and latency.
-    pub vectors: Vec<VectorCost>,
-    /// The most fuel any vector used.
-    pub max_fuel: u64,
-    /// The longest any vector took, µs.
-    pub max_elapsed_us: u64,
-}
-
-impl GateRecord {
-    fn of(report: &Report) -> Self {
-        let us = |d: Duration| d.as_micros() as u64;
-        Self {
-            vectors: report
-                .vectors
-                .iter()
-                .map(|v| VectorCost {
-                    name: v.name.clone(),
-                    fuel_used: v.fuel_used,
-                    elapsed_us: us(v.elapsed),
-                })
-                .collect(),
-            max_fuel: report.max_fuel(),
-            max_elapsed_us: us(report.max_elapsed()),
-        }
-    }
 }
 
 /// A version that passed the gate and is in memory.
@@ -290,42 +249,6 @@ impl Admin {
 
     fn loaded(&self) -> MutexGuard<'_, BTreeMap<(String, String), Loaded>> {
         self.loaded.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The validation gate for the plugin directory `dir`: load it, then run
-    /// its golden vectors under its production limits. The outcome is counted
-    /// as an event of plugin `name` (`/metrics`).
-    pub fn gate(&self, name: &str, dir: &Path) -> Result<(PluginVersion, GateRecord), String> {
-        let start = std::time::Instant::now();
-        let ms = || start.elapsed().as_secs_f64() * 1e3;
-        let gated = (|| {
-            let version = self.runtime.load(dir).map_err(|e: LoadError| e.to_string())?;
-            let how = if version.from_cache() { "from the cache" } else { "compiled" };
-            tracing::info!(
-                plugin = name,
-                "gate: {} {how} in {:.0} ms; running its vectors",
-                version.label(),
-                ms()
-            );
-            let vectors = golden::read(dir, version.manifest().world).map_err(|e| e.to_string())?;
-            let report = golden::check(&version, &vectors);
-            if !report.passed() {
-                return Err(report.failures().join("; "));
-            }
-            tracing::info!(
-                plugin = name,
-                "gate: {} passed {} vector(s) in {:.0} ms",
-                version.label(),
-                vectors.len(),
-                ms()
-            );
-            Ok((version, GateRecord::of(&report)))
-        })();
-        if let Err(e) = &gated {
-            tracing::warn!(plugin = name, "gate: {} failed after {:.0} ms: {e}", dir.display(), ms());
-        }
-        self.registry.record(name, if gated.is_ok() { Event::GatePassed } else { Event::GateFailed });
-        gated
     }
 
     /// Loads and gates `name@version` from the store unless it is loaded.

@@ -36,17 +36,21 @@ impl Captured {
     }
 }
 
+/// A subscriber writing JSON lines at INFO and above into `captured`.
+fn json_logs(captured: &Captured) -> impl tracing::Subscriber + Send + Sync {
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish()
+}
+
 /// Runs `test` on a single-threaded runtime with JSON logs captured (the
 /// subscriber is this thread's, so the runtime must not have other workers).
 fn with_logs<F: Future<Output = ()>>(test: impl FnOnce(Captured) -> F) {
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(json_logs(&captured));
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(test(captured));
 }
@@ -142,13 +146,7 @@ fn uploads_and_store_start_up_report_their_progress() {
     let store = tempfile::tempdir().unwrap();
     let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 16 }, None).unwrap());
     let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    tracing::subscriber::with_default(json_logs(&captured), || {
         let (admin, _) =
             Admin::open(store.path(), runtime.clone(), Arc::new(Registry::default()), 3).unwrap();
         let tar = crate::admin::tar_of(&crate::support::staged("logreg"));
