@@ -159,17 +159,25 @@ impl Ensemble {
     /// What the plugin computes per row, and the native benchmark with it:
     /// the prediction, and in `reasons` the `top` largest per-feature path
     /// contributions (`(feature index, contribution)`, largest magnitude
-    /// first; none when `top` is 0). One walk down each tree gives both.
+    /// first, ties in feature order; none when `top` is 0). One walk down
+    /// each tree gives both. Allocates nothing for models of up to
+    /// [`STACK_FEATURES`] features when `reasons` has room for `top`.
     pub fn explain(&self, x: &[f64], top: usize, reasons: &mut Vec<(usize, f64)>) -> f64 {
         reasons.clear();
         if top == 0 {
             return self.predict(x);
         }
-        let mut contributions = vec![0.0; self.feature_names.len()];
-        let margin = self.walk(x, &mut contributions);
-        reasons.extend(contributions.into_iter().enumerate().filter(|(_, c)| *c != 0.0));
-        reasons.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        reasons.truncate(top);
+        let n = self.feature_names.len();
+        let mut on_stack = [0.0; STACK_FEATURES];
+        let mut on_heap = Vec::new();
+        let contributions = if n <= STACK_FEATURES {
+            &mut on_stack[..n]
+        } else {
+            on_heap.resize(n, 0.0);
+            &mut on_heap[..]
+        };
+        let margin = self.walk(x, contributions);
+        top_k(contributions, top, reasons);
         self.link(margin)
     }
 
@@ -213,6 +221,32 @@ impl Ensemble {
     /// Whether the ensemble has no trees.
     pub fn is_empty(&self) -> bool {
         self.trees.is_empty()
+    }
+}
+
+/// Models with at most this many features keep their per-row contributions
+/// on the stack in [`Ensemble::explain`] (512 bytes); wider ones allocate.
+pub const STACK_FEATURES: usize = 64;
+
+/// The `top` non-zero entries of `contributions` with the largest magnitude,
+/// largest first, into `out` (cleared by the caller). Equal magnitudes keep
+/// feature order, as a stable sort would: a candidate goes after every kept
+/// entry that is at least as large. O(features × top), no allocation beyond
+/// `out` growing to `top`.
+fn top_k(contributions: &[f64], top: usize, out: &mut Vec<(usize, f64)>) {
+    for (i, &c) in contributions.iter().enumerate() {
+        if c == 0.0 {
+            continue;
+        }
+        let magnitude = c.abs();
+        let at =
+            out.iter().position(|&(_, kept)| magnitude.total_cmp(&kept.abs()).is_gt()).unwrap_or(out.len());
+        if at < top {
+            if out.len() == top {
+                out.pop();
+            }
+            out.insert(at, (i, c));
+        }
     }
 }
 
@@ -280,4 +314,46 @@ fn tree(t: RawTree, num_feature: usize) -> Result<Vec<Node>, ModelError> {
         };
     }
     Ok(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `top_k` replaced: a stable sort by magnitude, then the first `top`.
+    fn sorted_top(contributions: &[f64], top: usize) -> Vec<(usize, f64)> {
+        let mut all: Vec<(usize, f64)> =
+            contributions.iter().copied().enumerate().filter(|(_, c)| *c != 0.0).collect();
+        all.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
+        all.truncate(top);
+        all
+    }
+
+    #[test]
+    fn top_k_matches_a_stable_sort() {
+        // Small integers make ties (equal and opposite magnitudes) and zeros common.
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for case in 0..2000 {
+            let n = (next() % 40) as usize;
+            let contributions: Vec<f64> = (0..n).map(|_| (next() % 9) as f64 - 4.0).collect();
+            let top = case % 6;
+            let mut out = Vec::new();
+            top_k(&contributions, top, &mut out);
+            assert_eq!(out, sorted_top(&contributions, top), "{contributions:?}, top {top}");
+        }
+    }
+
+    #[test]
+    fn top_k_ranks_nan_first_like_total_cmp() {
+        let mut out = Vec::new();
+        top_k(&[1.0, f64::NAN, -3.0, 0.0, -0.0], 2, &mut out);
+        assert!(out[0].0 == 1 && out[0].1.is_nan());
+        assert_eq!(out[1], (2, -3.0));
+    }
 }
