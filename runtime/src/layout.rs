@@ -22,7 +22,6 @@ pub const MAX_OUTPUT_FLOATS: usize = 64 << 10;
 struct Slot {
     kind: ValueKind,
     index: usize,
-    required: bool,
 }
 
 /// The name → slot map of one list of declared fields.
@@ -32,6 +31,10 @@ pub struct Layout {
     /// Fx-hashed: names come from the plugin's own declaration, and this
     /// lookup runs once per feature per request.
     slots: FxHashMap<String, Slot>,
+    /// The slot of each of `specs`, in order (no lookup when walking specs).
+    ordered: Vec<Slot>,
+    /// Indices into `specs` of the required fields, checked per row.
+    required: Vec<usize>,
     numbers: usize,
     texts: usize,
     vectors: usize,
@@ -45,19 +48,25 @@ impl Layout {
         let mut layout = Layout {
             specs: specs.to_vec(),
             slots: FxHashMap::with_capacity_and_hasher(specs.len(), Default::default()),
+            ordered: Vec::with_capacity(specs.len()),
+            required: Vec::new(),
             numbers: 0,
             texts: 0,
             vectors: 0,
             open,
         };
-        for spec in specs {
+        for (i, spec) in specs.iter().enumerate() {
             let counter = match spec.kind {
                 ValueKind::Boolean | ValueKind::Int | ValueKind::Float => &mut layout.numbers,
                 ValueKind::Text => &mut layout.texts,
                 ValueKind::Floats => &mut layout.vectors,
             };
-            let slot = Slot { kind: spec.kind, index: *counter, required: spec.required };
+            let slot = Slot { kind: spec.kind, index: *counter };
             *counter += 1;
+            if spec.required {
+                layout.required.push(i);
+            }
+            layout.ordered.push(slot.clone());
             if layout.slots.insert(spec.name.clone(), slot).is_some() {
                 return Err(format!("field `{}` is declared twice", spec.name));
             }
@@ -72,6 +81,10 @@ impl Layout {
 
     /// Builds the positional row for a JSON object of named features.
     /// Undeclared keys are ignored (or passed by name for open inputs).
+    ///
+    /// A number slot that stays NaN was not given: every value written is
+    /// finite (non-finite numbers are refused, ints and booleans are exact),
+    /// so NaN marks exactly the slots listed in `missing`.
     pub fn row(&self, obj: &Map<String, Json>) -> Result<Row, CallError> {
         let mut row = Row {
             numbers: vec![f64::NAN; self.numbers],
@@ -80,7 +93,6 @@ impl Layout {
             vectors: vec![None; self.vectors],
             extra: Vec::new(),
         };
-        let mut seen_numbers = vec![false; self.numbers];
         for (name, value) in obj {
             let Some(slot) = self.slots.get(name) else {
                 if self.open {
@@ -98,16 +110,11 @@ impl Layout {
                         Json::Bool(b) => f64::from(u8::from(*b)),
                         other => return Err(wrong_kind(name, "a number", other)),
                     };
-                    seen_numbers[slot.index] = true;
                 }
-                ValueKind::Int => {
-                    row.numbers[slot.index] = int(name, value)? as f64;
-                    seen_numbers[slot.index] = true;
-                }
+                ValueKind::Int => row.numbers[slot.index] = int(name, value)? as f64,
                 ValueKind::Boolean => {
                     let b = value.as_bool().ok_or_else(|| wrong_kind(name, "true or false", value))?;
                     row.numbers[slot.index] = f64::from(u8::from(b));
-                    seen_numbers[slot.index] = true;
                 }
                 ValueKind::Text => {
                     let s = value.as_str().ok_or_else(|| wrong_kind(name, "a string", value))?;
@@ -116,21 +123,21 @@ impl Layout {
                 ValueKind::Floats => row.vectors[slot.index] = Some(floats(name, value)?),
             }
         }
-        for spec in &self.specs {
-            let slot = &self.slots[&spec.name];
+        for &i in &self.required {
+            let slot = &self.ordered[i];
             let present = match slot.kind {
                 ValueKind::Text => row.texts[slot.index].is_some(),
                 ValueKind::Floats => row.vectors[slot.index].is_some(),
-                _ => seen_numbers[slot.index],
+                _ => !row.numbers[slot.index].is_nan(),
             };
-            if !present && slot.required {
+            if !present {
                 return Err(CallError::invalid_input(format!(
                     "field `{}` is required but missing",
-                    spec.name
+                    self.specs[i].name
                 )));
             }
         }
-        row.missing = (0..self.numbers as u32).filter(|&i| !seen_numbers[i as usize]).collect();
+        row.missing = (0..self.numbers as u32).filter(|&i| row.numbers[i as usize].is_nan()).collect();
         Ok(row)
     }
 
@@ -167,8 +174,7 @@ impl Layout {
             )));
         }
         let mut out = Map::with_capacity(self.specs.len());
-        for spec in &self.specs {
-            let slot = &self.slots[&spec.name];
+        for (spec, slot) in self.specs.iter().zip(&self.ordered) {
             let i = slot.index;
             let json = match slot.kind {
                 ValueKind::Text => row.texts[i].clone().map_or(Json::Null, Json::String),
@@ -306,6 +312,19 @@ mod tests {
         assert_eq!(row.missing, vec![1]);
         assert_eq!(row.texts, vec![None]);
         assert!(row.extra.is_empty());
+    }
+
+    #[test]
+    fn zeros_and_false_are_present_and_nulls_missing() {
+        let l = layout();
+        let row = l.row(&obj(json!({"a": 0.0, "n": 0, "b": false, "t": "x"}))).unwrap();
+        assert_eq!(row.numbers, vec![0.0, 0.0, 0.0]);
+        assert!(row.missing.is_empty());
+        let row = l.row(&obj(json!({"a": -0.0, "n": null, "b": null}))).unwrap();
+        assert_eq!(row.missing, vec![1, 2]);
+        assert!(row.numbers[1].is_nan() && row.numbers[2].is_nan());
+        let e = l.row(&obj(json!({"a": null, "n": 1}))).unwrap_err();
+        assert!(e.to_string().contains("`a` is required"), "{e}");
     }
 
     #[test]
