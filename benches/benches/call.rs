@@ -40,6 +40,7 @@ use scorehost_benches::{
     wide_features, wide_logreg_manifest,
 };
 use scorehost_guest::Config;
+use scorehost_guest::bindings::types::{Row as GuestRow, ScoreResult};
 use scorehost_guest::testing::{Harness, set_model_dir};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
@@ -118,27 +119,32 @@ fn per_call(c: &mut Criterion) {
 
 /// A whole single-row request, in-process: routing, body read, strict JSON
 /// parse, the call, the response JSON, metrics. The denominator of "what a
-/// fresh instance adds to a request".
+/// fresh instance adds to a request"; `logreg-fresh` is the same request to a
+/// `fresh_per_call` copy, instantiation and teardown included
+/// (`benches/fresh.sh` measures the same over real sockets).
 fn http(c: &mut Criterion) {
     let rt = runtime();
     let ex = executor();
-    let registry = Arc::new(Registry::new([rt.load(&staged("logreg")).expect("logreg")]));
-    let app = App::new(registry, Pipelines::default(), ServerConfig::default());
+    let fresh = copy_with("logreg", |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
     let body = json!({"features": logreg_features()}).to_string();
     let mut g = c.benchmark_group("http");
-    g.bench_function("logreg/in-process", |b| {
-        b.iter(|| {
-            ex.block_on(async {
-                let req = Request::post("/v1/plugins/logreg/score")
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(body.clone()))
-                    .expect("request");
-                let res = router(app.clone()).oneshot(req).await.expect("infallible");
-                assert!(res.status().is_success());
-                black_box(res.into_body().collect().await.expect("body").to_bytes())
+    for (label, dir) in [("logreg", staged("logreg")), ("logreg-fresh", fresh.path().to_owned())] {
+        let registry = Arc::new(Registry::new([rt.load(&dir).expect("logreg")]));
+        let app = App::new(registry, Pipelines::default(), ServerConfig::default());
+        g.bench_function(format!("{label}/in-process"), |b| {
+            b.iter(|| {
+                ex.block_on(async {
+                    let req = Request::post("/v1/plugins/logreg/score")
+                        .header(header::CONTENT_TYPE, "application/json")
+                        .body(Body::from(body.clone()))
+                        .expect("request");
+                    let res = router(app.clone()).oneshot(req).await.expect("infallible");
+                    assert!(res.status().is_success());
+                    black_box(res.into_body().collect().await.expect("body").to_bytes())
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -174,10 +180,12 @@ fn batch(c: &mut Criterion) {
 
 /// The tree evaluator per row: every row of the fixture, from the request's
 /// JSON rows, scored in one batch call in wasm (JSON → row, lowering, the
-/// reasons' strings) and natively — the same host JSON → row conversion, then
-/// the same `Ensemble::explain` compiled for the host. `evaluator-only` is
-/// the native walk alone, from ready vectors. With the bundled 25-tree model,
-/// and with a 500-tree one where the tree walk dominates.
+/// plugin's `score`, the reasons' strings, lifting) and natively — the same
+/// host JSON → row conversion, then the same plugin `score` (the shared
+/// `Ensemble::explain` and the same reason strings) compiled for the host.
+/// `evaluator-only` is the native walk alone, from ready vectors. With the
+/// bundled 25-tree model, and with a 500-tree one where the tree walk
+/// dominates.
 fn gbdt_evaluator(c: &mut Criterion) {
     let rt = runtime();
     let ex = executor();
@@ -191,16 +199,19 @@ fn gbdt_evaluator(c: &mut Criterion) {
         g.bench_function(format!("{trees}-trees/wasm"), |b| {
             b.iter(|| ex.block_on(gbdt.score_batch_async(black_box(&maps), None)).expect("batch"))
         });
-        let ensemble = Ensemble::from_json(&model).expect("ensemble");
-        let mut reasons = Vec::new();
+        set_model_dir(dir.path().join("model"));
+        let native =
+            Harness::<gbdt::Gbdt>::scorer(Config::new([("model_file", "model.json")])).expect("native");
         g.bench_function(format!("{trees}-trees/native"), |b| {
             b.iter(|| {
                 for m in black_box(&maps) {
-                    let row = gbdt.inputs().row(m).expect("row");
-                    black_box(ensemble.explain(&row.numbers, 3, &mut reasons));
+                    let row = guest_row(gbdt.inputs().row(m).expect("row"));
+                    black_box(ScoreResult::from(native.score_row(&row).expect("score")));
                 }
             })
         });
+        let ensemble = Ensemble::from_json(&model).expect("ensemble");
+        let mut reasons = Vec::new();
         g.bench_function(format!("{trees}-trees/evaluator-only"), |b| {
             b.iter(|| {
                 for x in &rows {
@@ -210,6 +221,19 @@ fn gbdt_evaluator(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The host's positional row as the guest SDK's type (what lowering and the
+/// guest's lifting produce in wasm), for the native side of `gbdt-evaluator`.
+fn guest_row(row: scorehost::bindings::types::Row) -> GuestRow {
+    assert!(row.extra.is_empty(), "gbdt declares no open inputs");
+    GuestRow {
+        numbers: row.numbers,
+        missing: row.missing,
+        texts: row.texts,
+        vectors: row.vectors,
+        extra: Vec::new(),
+    }
 }
 
 /// Fuel metering and epoch checks compiled into the guest vs not.

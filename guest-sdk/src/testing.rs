@@ -64,6 +64,13 @@ impl<T: Scorer> Harness<T> {
     pub fn score(&self, features: &Json) -> Result<Score> {
         score_row(&self.loaded, &self.row(features)?)
     }
+
+    /// Scores a positional row exactly as the plugin's export does once the
+    /// host has laid it out: the native side of a wasm-vs-native benchmark,
+    /// which then runs the same per-row code as the guest.
+    pub fn score_row(&self, row: &Row) -> Result<Score> {
+        score_row(&self.loaded, row)
+    }
 }
 
 impl<T: Extractor> Harness<T> {
