@@ -115,6 +115,11 @@ fn config(pool: PoolSize) -> Config {
     cfg.wasm_component_model(true);
     cfg.cranelift_opt_level(wasmtime::OptLevel::Speed);
     cfg.max_wasm_stack(512 << 10);
+    // For profiling guest code: `perf` names JIT-compiled wasm functions from
+    // /tmp/perf-<pid>.map (docs/performance.md, "Profiling recipes").
+    if std::env::var_os("SCOREHOST_PERFMAP").is_some() {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
 
     let n = pool.instances;
     let mut p = PoolingAllocationConfig::default();

@@ -9,6 +9,11 @@
 //! engine without fuel and epoch checks), `fresh` (logreg,
 //! `fresh_per_call`), `batch100` (logreg, 100 rows), `gbdt` (gbdt batch of
 //! the 40 fixture rows).
+//!
+//! `SCOREHOST_PERFMAP=1` makes `perf` name the guest's own functions (JIT
+//! code, via /tmp/perf-<pid>.map). `--plugin-dir DIR` loads another build of
+//! the plugin (its manifest as it is) to compare two builds with one binary;
+//! `--pool N` sizes the instance pool (`scorehost serve` uses 256).
 
 use std::time::Instant;
 
@@ -25,11 +30,18 @@ struct Args {
     kind: String,
     /// Calls to make (after 1000 warm-up calls).
     calls: u32,
+    /// Load the plugin from this directory instead of the bundled build, to
+    /// compare two builds of it (a copy of the staged directory, say).
+    #[arg(long)]
+    plugin_dir: Option<std::path::PathBuf>,
+    /// Instance pool size (`scorehost serve` uses 256).
+    #[arg(long, default_value_t = 16)]
+    pool: u32,
 }
 
 fn main() {
     let args = Args::parse();
-    let pool = PoolSize { instances: 16 };
+    let pool = PoolSize { instances: args.pool };
     let rt = if args.kind == "unmetered" { Runtime::unmetered(pool) } else { Runtime::new(pool, None) }
         .expect("runtime");
     let fresh_dir; // outlives the load
@@ -43,7 +55,7 @@ fn main() {
         "gbdt" => (staged("gbdt"), gbdt_rows().maps),
         other => panic!("unknown kind {other}"),
     };
-    let v = rt.load(&dir).expect("load");
+    let v = rt.load(args.plugin_dir.as_deref().unwrap_or(&dir)).expect("load");
     let ex = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor");
     let call = || {
         if rows.len() == 1 {
