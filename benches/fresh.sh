@@ -31,15 +31,8 @@ echo '{"features": {"amount_usd_log": 6.0, "cross_border": true, "email_domain_f
 
 declare -A port=([warm]=18281 [fresh]=18282)
 for s in warm fresh; do
-  "$bin/scorehost" --cache-dir "$work/cache-$s" serve --plugins "$work/$s" --addr "127.0.0.1:${port[$s]}" \
-    >"$work/$s.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 600); do
-    curl -s -o /dev/null "http://127.0.0.1:${port[$s]}/healthz" && break
-    sleep 0.2
-  done
-  curl -sf -o /dev/null "http://127.0.0.1:${port[$s]}/healthz" || { echo "$s did not start:" >&2; cat "$work/$s.log" >&2; exit 1; }
-  # Warm up: caches, pool slots, the first spares.
+  serve "$s" "${port[$s]}" "$work/$s"
+  # Warm up: caches, pool slots, warm instances.
   "$bin/hammer" --addr "127.0.0.1:${port[$s]}" --duration 2 --connections 4 --rate 0 \
     --target "logreg,/v1/plugins/logreg/score,$work/logreg.json,1" >/dev/null
 done

@@ -40,17 +40,8 @@ echo '{"features": {}}' >"$work/empty.json"
 echo '{"features": {"mode": "huge"}}' >"$work/huge.json"
 echo '{"features": {"mode": "nan"}}' >"$work/nan.json"
 
-start() { # name port dir
-  "$bin/scorehost" --cache-dir "$work/cache-$1" serve --plugins "$3" --addr "127.0.0.1:$2" >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 600); do
-    curl -s -o /dev/null "http://127.0.0.1:$2/healthz" && return 0
-    sleep 0.2
-  done
-  echo "$1 did not start; its log:" >&2; cat "$work/$1.log" >&2; exit 1
-}
-start armed 18181 "$work/armed"
-start disarmed 18182 "$work/disarmed"
+serve armed 18181 "$work/armed"
+serve disarmed 18182 "$work/disarmed"
 
 healthy() { # port -> json
   "$bin/hammer" --addr "127.0.0.1:$1" --duration "$DURATION" --connections "$CONNECTIONS" --rate 0 \

@@ -28,11 +28,12 @@ struct Slot {
 #[derive(Debug, Clone)]
 pub struct Layout {
     specs: Vec<FieldSpec>,
-    /// Fx-hashed: names come from the plugin's own declaration, and this
-    /// lookup runs once per feature per request.
-    slots: FxHashMap<String, Slot>,
+    /// Name → index into `specs` and `slots`. Fx-hashed: names come from the
+    /// plugin's own declaration, and this lookup runs once per feature per
+    /// request.
+    index: FxHashMap<String, usize>,
     /// The slot of each of `specs`, in order (no lookup when walking specs).
-    ordered: Vec<Slot>,
+    slots: Vec<Slot>,
     /// Indices into `specs` of the required fields, checked per row.
     required: Vec<usize>,
     numbers: usize,
@@ -47,8 +48,8 @@ impl Layout {
     pub fn new(specs: &[FieldSpec], open: bool) -> Result<Self, String> {
         let mut layout = Layout {
             specs: specs.to_vec(),
-            slots: FxHashMap::with_capacity_and_hasher(specs.len(), Default::default()),
-            ordered: Vec::with_capacity(specs.len()),
+            index: FxHashMap::with_capacity_and_hasher(specs.len(), Default::default()),
+            slots: Vec::with_capacity(specs.len()),
             required: Vec::new(),
             numbers: 0,
             texts: 0,
@@ -61,13 +62,12 @@ impl Layout {
                 ValueKind::Text => &mut layout.texts,
                 ValueKind::Floats => &mut layout.vectors,
             };
-            let slot = Slot { kind: spec.kind, index: *counter };
+            layout.slots.push(Slot { kind: spec.kind, index: *counter });
             *counter += 1;
             if spec.required {
                 layout.required.push(i);
             }
-            layout.ordered.push(slot.clone());
-            if layout.slots.insert(spec.name.clone(), slot).is_some() {
+            if layout.index.insert(spec.name.clone(), i).is_some() {
                 return Err(format!("field `{}` is declared twice", spec.name));
             }
         }
@@ -94,7 +94,7 @@ impl Layout {
             extra: Vec::new(),
         };
         for (name, value) in obj {
-            let Some(slot) = self.slots.get(name) else {
+            let Some(slot) = self.index.get(name).map(|&i| &self.slots[i]) else {
                 if self.open {
                     row.extra.push(Field { name: name.clone(), value: any_value(name, value)? });
                 }
@@ -124,7 +124,7 @@ impl Layout {
             }
         }
         for &i in &self.required {
-            let slot = &self.ordered[i];
+            let slot = &self.slots[i];
             let present = match slot.kind {
                 ValueKind::Text => row.texts[slot.index].is_some(),
                 ValueKind::Floats => row.vectors[slot.index].is_some(),
@@ -174,7 +174,7 @@ impl Layout {
             )));
         }
         let mut out = Map::with_capacity(self.specs.len());
-        for (spec, slot) in self.specs.iter().zip(&self.ordered) {
+        for (spec, slot) in self.specs.iter().zip(&self.slots) {
             let i = slot.index;
             let json = match slot.kind {
                 ValueKind::Text => row.texts[i].clone().map_or(Json::Null, Json::String),
