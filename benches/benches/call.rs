@@ -30,6 +30,7 @@ use axum::http::{Request, header};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gbdt::model::Ensemble;
 use http_body_util::BodyExt;
+use scorehost::bindings::frames::Frame as HostFrame;
 use scorehost::http::codec::parse_object;
 use scorehost::http::{App, ServerConfig, router};
 use scorehost::pipeline::Pipelines;
@@ -40,7 +41,8 @@ use scorehost_benches::{
     wide_features, wide_logreg_manifest,
 };
 use scorehost_guest::Config;
-use scorehost_guest::bindings::types::{Row as GuestRow, ScoreResult};
+use scorehost_guest::bindings::frames::Frame as GuestFrame;
+use scorehost_guest::bindings::types::Row as GuestRow;
 use scorehost_guest::testing::{Harness, set_model_dir};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
@@ -179,13 +181,16 @@ fn batch(c: &mut Criterion) {
 }
 
 /// The tree evaluator per row: every row of the fixture, from the request's
-/// JSON rows, scored in one batch call in wasm (JSON → row, lowering, the
-/// plugin's `score`, the reasons' strings, lifting) and natively — the same
-/// host JSON → row conversion, then the same plugin `score` (the shared
-/// `Ensemble::explain` and the same reason strings) compiled for the host.
-/// `evaluator-only` is the native walk alone, from ready vectors. With the
-/// bundled 25-tree model, and with a 500-tree one where the tree walk
-/// dominates.
+/// JSON rows, scored in one batch call in wasm (JSON → the batch's frame,
+/// lowering, the plugin's `score_frame`, lifting, reasons resolved to names)
+/// and natively, two ways from the same JSON rows and the same host layout:
+/// `native` runs the plugin's per-row `score` on each row (the shared
+/// `Ensemble::explain`, reason strings built in the plugin), `native-frame`
+/// lays the rows out as the same frame and runs the same `score_frame`,
+/// resolving its reasons to names as the host does. The target is against
+/// the faster of the two. `evaluator-only` is the native walk alone, from
+/// ready vectors. With the bundled 25-tree model, and with a 500-tree one
+/// where the tree walk dominates.
 fn gbdt_evaluator(c: &mut Criterion) {
     let rt = runtime();
     let ex = executor();
@@ -206,7 +211,19 @@ fn gbdt_evaluator(c: &mut Criterion) {
             b.iter(|| {
                 for m in black_box(&maps) {
                     let row = guest_row(gbdt.inputs().row(m).expect("row"));
-                    black_box(ScoreResult::from(native.score_row(&row).expect("score")));
+                    black_box(native.score_row(&row).expect("score"));
+                }
+            })
+        });
+        g.bench_function(format!("{trees}-trees/native-frame"), |b| {
+            b.iter(|| {
+                let mut frame =
+                    HostFrame { rows: 0, numbers: Vec::new(), texts: Vec::new(), vectors: Vec::new() };
+                for m in black_box(&maps) {
+                    gbdt.inputs().append_to(m, &mut frame).expect("row");
+                }
+                for score in native.score_frame(&guest_frame(frame)) {
+                    black_box(score.expect("score"));
                 }
             })
         });
@@ -234,6 +251,11 @@ fn guest_row(row: scorehost::bindings::types::Row) -> GuestRow {
         vectors: row.vectors,
         extra: Vec::new(),
     }
+}
+
+/// The host's frame as the guest SDK's type, for the native side of `gbdt-evaluator`.
+fn guest_frame(frame: HostFrame) -> GuestFrame {
+    GuestFrame { rows: frame.rows, numbers: frame.numbers, texts: frame.texts, vectors: frame.vectors }
 }
 
 /// Fuel metering and epoch checks compiled into the guest vs not.

@@ -4,7 +4,7 @@
 //! [`crate::export_extractor`] macros wire a plugin's types to them.
 #![allow(missing_docs, clippy::all)]
 
-/// Bindings of the `scorer-plugin` world. Owns the shared `types` and `log` interfaces.
+/// Bindings of the `scorer-plugin` world. Owns the shared `types`, `frames` and `log` interfaces.
 pub mod scorer {
     wit_bindgen::generate!({
         path: "../wit",
@@ -24,10 +24,11 @@ pub mod extractor {
         export_macro_name: "export_extractor_world",
         default_bindings_module: "::scorehost_guest::bindings::extractor",
         with: {
-            "scorehost:plugin/types@0.1.0": super::scorer::scorehost::plugin::types,
-            "scorehost:plugin/log@0.1.0": super::scorer::scorehost::plugin::log,
+            "scorehost:plugin/types@0.1.1": super::scorer::scorehost::plugin::types,
+            "scorehost:plugin/log@0.1.1": super::scorer::scorehost::plugin::log,
         },
     });
 }
 
+pub use scorer::scorehost::plugin::frames;
 pub use scorer::scorehost::plugin::types;

@@ -60,3 +60,13 @@ impl From<PluginError> for types::PluginError {
         types::PluginError { kind, message: e.message }
     }
 }
+
+impl From<types::PluginError> for PluginError {
+    fn from(e: types::PluginError) -> Self {
+        let kind = match e.kind {
+            types::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+            types::ErrorKind::Internal => ErrorKind::Internal,
+        };
+        PluginError { kind, message: e.message }
+    }
+}

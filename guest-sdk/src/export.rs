@@ -2,10 +2,11 @@
 
 use std::sync::OnceLock;
 
-use crate::bindings::types;
+use crate::bindings::{frames, types};
 use crate::config::Config;
 use crate::error::Result;
 use crate::features::{Features, Layout, Output};
+use crate::frame::{Frame, FrameOut};
 use crate::metadata::{Metadata, Score};
 
 /// A scoring plugin: features in, score out. Export it with [`crate::export_scorer`].
@@ -20,6 +21,19 @@ pub trait Scorer: Sized + Send + Sync + 'static {
     /// Scores one row. Called once per row, on an instance that may have served
     /// earlier calls of this version (see the crate docs).
     fn score(&self, features: &Features<'_>) -> Result<Score>;
+
+    /// Scores every row of a batch, in row order, into `out`: what the host
+    /// calls for batches (the `frame-scorer` export). The default calls
+    /// [`Scorer::score`] on each row, which is right for most plugins. Override
+    /// it only to skip per-row work — a dense-vector model reads
+    /// [`Frame::numbers`] and explains with [`FrameOut::push_indexed`] — and
+    /// keep the results equal to `score`'s (test it with
+    /// [`crate::testing::Harness::score_frame`]).
+    fn score_frame(&self, frame: &Frame<'_>, out: &mut FrameOut<'_>) {
+        for r in 0..frame.rows() {
+            out.push(self.score(&frame.features(r)));
+        }
+    }
 }
 
 /// A feature-extraction plugin: event in, features out. Export it with [`crate::export_extractor`].
@@ -58,6 +72,17 @@ impl<T> Loaded<T> {
 /// Scores one positional row with a loaded scorer.
 pub fn score_row<T: Scorer>(loaded: &Loaded<T>, row: &types::Row) -> Result<Score> {
     loaded.plugin.score(&Features::new(row, &loaded.inputs))
+}
+
+/// Scores a frame with a loaded scorer: one result per row, whatever the plugin does.
+pub fn score_frame<T: Scorer>(loaded: &Loaded<T>, frame: &frames::Frame) -> frames::FrameScores {
+    let rows = frame.rows as usize;
+    let mut out = FrameOut::new(&loaded.inputs, rows);
+    match Frame::new(frame, &loaded.inputs) {
+        Ok(view) => loaded.plugin.score_frame(&view, &mut out),
+        Err(e) => (0..rows).for_each(|_| out.push_error(e.clone())),
+    }
+    out.finish()
 }
 
 /// Extracts one positional row with a loaded extractor.
@@ -116,6 +141,18 @@ pub mod __private {
         rows.iter().map(|row| score(cell, row)).collect()
     }
 
+    pub fn score_frame<T: Scorer>(cell: &OnceLock<Loaded<T>>, frame: &frames::Frame) -> frames::FrameScores {
+        match loaded(cell) {
+            Ok(l) => super::score_frame(l, frame),
+            Err(e) => frames::FrameScores {
+                values: vec![f64::NAN; frame.rows as usize],
+                reasons: Vec::new(),
+                codes: Vec::new(),
+                errors: (0..frame.rows).map(|row| frames::FrameError { row, error: e.clone() }).collect(),
+            },
+        }
+    }
+
     pub fn extract<T: Extractor>(cell: &OnceLock<Loaded<T>>, row: &types::Row) -> Wit<types::Row> {
         Ok(extract_row(loaded(cell)?, row)?)
     }
@@ -150,6 +187,13 @@ macro_rules! export_scorer {
                     rows: ::std::vec::Vec<__t::Row>,
                 ) -> ::std::vec::Vec<::std::result::Result<__t::ScoreResult, __t::PluginError>> {
                     $crate::__private::score_batch(&LOADED, &rows)
+                }
+            }
+            impl $crate::bindings::scorer::exports::scorehost::plugin::frame_scorer::Guest for Export {
+                fn score_frame(
+                    frame: $crate::bindings::frames::Frame,
+                ) -> $crate::bindings::frames::FrameScores {
+                    $crate::__private::score_frame(&LOADED, &frame)
                 }
             }
             #[cfg(target_arch = "wasm32")]

@@ -21,10 +21,18 @@ pub(crate) enum Slot {
     Vector(usize),
 }
 
+/// A declared field's slot and its position among the declared fields.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    slot: Slot,
+    /// Declaration order: what a frame's reason code refers to.
+    index: u32,
+}
+
 /// The name → slot map of a list of declared fields. Built once per plugin version.
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
-    slots: HashMap<String, Slot>,
+    slots: HashMap<String, Entry>,
     specs: Vec<FieldSpec>,
     numbers: usize,
     texts: usize,
@@ -35,7 +43,7 @@ impl Layout {
     /// The layout of `specs`, in declaration order within each kind.
     pub fn new(specs: &[FieldSpec]) -> Self {
         let mut layout = Layout { specs: specs.to_vec(), ..Layout::default() };
-        for spec in specs {
+        for (index, spec) in specs.iter().enumerate() {
             let slot = match spec.kind {
                 Kind::Bool | Kind::Int | Kind::Float => {
                     layout.numbers += 1;
@@ -50,7 +58,7 @@ impl Layout {
                     Slot::Vector(layout.vectors - 1)
                 }
             };
-            layout.slots.insert(spec.name.clone(), slot);
+            layout.slots.insert(spec.name.clone(), Entry { slot, index: index as u32 });
         }
         layout
     }
@@ -58,8 +66,18 @@ impl Layout {
     pub(crate) fn slot(&self, name: &str) -> Result<Slot> {
         self.slots
             .get(name)
-            .copied()
+            .map(|e| e.slot)
             .ok_or_else(|| PluginError::internal(format!("`{name}` is not a declared field of this plugin")))
+    }
+
+    /// The position of declared field `name` among the declared fields.
+    pub(crate) fn index(&self, name: &str) -> Option<u32> {
+        self.slots.get(name).map(|e| e.index)
+    }
+
+    /// How many slots each kind has: (numbers, texts, vectors).
+    pub(crate) fn widths(&self) -> (usize, usize, usize) {
+        (self.numbers, self.texts, self.vectors)
     }
 
     /// The declared fields, in order.
@@ -89,29 +107,54 @@ fn wrong_kind(name: &str, asked: &str, declared: Kind) -> PluginError {
     ))
 }
 
+/// The slots of one input row, borrowed from a `row` or from one row of a frame.
+#[derive(Clone, Copy)]
+pub(crate) struct Slots<'a> {
+    pub(crate) numbers: &'a [f64],
+    /// A `row`'s `missing` list; `None` in a frame, where NaN alone marks a
+    /// missing number (the host writes only finite values).
+    pub(crate) missing: Option<&'a [u32]>,
+    pub(crate) texts: &'a [Option<String>],
+    pub(crate) vectors: &'a [Option<Vec<f64>>],
+    pub(crate) extra: &'a [types::Field],
+}
+
 /// A read-only, named view of one input row; what `score` and `extract` receive.
 ///
 /// Accessors come in pairs: `float` fails with an invalid-input error naming the
 /// field when the value is missing; `float_opt` returns `None` instead.
 pub struct Features<'a> {
-    row: &'a Row,
+    row: Slots<'a>,
     layout: &'a Layout,
 }
 
 impl<'a> Features<'a> {
     /// A view of `row` through `layout`.
     pub fn new(row: &'a Row, layout: &'a Layout) -> Self {
+        let row = Slots {
+            numbers: &row.numbers,
+            missing: Some(&row.missing),
+            texts: &row.texts,
+            vectors: &row.vectors,
+            extra: &row.extra,
+        };
+        Self { row, layout }
+    }
+
+    /// A view of one row of a frame through `layout`.
+    pub(crate) fn from_slots(row: Slots<'a>, layout: &'a Layout) -> Self {
         Self { row, layout }
     }
 
     fn number(&self, name: &str, asked: &str, accept: &[Kind]) -> Result<Option<f64>> {
         match self.layout.slot(name)? {
             Slot::Number(i, kind) if accept.contains(&kind) => {
-                if self.row.missing.contains(&(i as u32)) {
-                    Ok(None)
-                } else {
-                    self.row.numbers.get(i).copied().map(Some).ok_or_else(|| short_row(name))
-                }
+                let x = self.row.numbers.get(i).copied().ok_or_else(|| short_row(name))?;
+                let missing = match self.row.missing {
+                    Some(list) => list.contains(&(i as u32)),
+                    None => x.is_nan(),
+                };
+                Ok((!missing).then_some(x))
             }
             Slot::Number(_, kind) => Err(wrong_kind(name, asked, kind)),
             Slot::Text(_) => Err(wrong_kind(name, asked, Kind::Text)),
@@ -180,12 +223,12 @@ impl<'a> Features<'a> {
     /// The numeric slots in declared order (missing ones are NaN): the fast path for
     /// models that consume a dense vector, such as tree ensembles.
     pub fn numbers(&self) -> &'a [f64] {
-        &self.row.numbers
+        self.row.numbers
     }
 
     /// Undeclared fields by name, for plugins that declare open inputs.
     pub fn extra(&self) -> &'a [types::Field] {
-        &self.row.extra
+        self.row.extra
     }
 }
 

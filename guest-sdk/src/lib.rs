@@ -37,13 +37,21 @@
 //! a missing required value is the caller's fault (HTTP 422); reading a field
 //! that was never declared, or with the wrong kind, is the plugin's (HTTP 500).
 //!
-//! Unit-test the logic natively with [`testing::Harness`] — no wasm needed.
+//! Batches arrive as one columnar [`Frame`] (contract 0.1.1's `frame-scorer`,
+//! which the export macro exports for every scorer): the default
+//! [`Scorer::score_frame`] calls `score` on each row, so most plugins write
+//! nothing for it. A dense-vector model may override it to skip per-row work
+//! (see `plugins/gbdt`).
+//!
+//! Unit-test the logic natively with [`testing::Harness`] — no wasm needed;
+//! `Harness::score_batch` runs the frame path, to compare with `score`.
 
 pub mod bindings;
 mod config;
 mod error;
 mod export;
 mod features;
+mod frame;
 pub mod log;
 mod metadata;
 #[cfg(not(target_arch = "wasm32"))]
@@ -53,14 +61,15 @@ pub use config::{Config, MODEL_DIR, read_model_file};
 pub use error::{ErrorKind, PluginError, Result};
 #[doc(hidden)]
 pub use export::__private;
-pub use export::{Extractor, Loaded, Scorer, extract_row, score_row};
+pub use export::{Extractor, Loaded, Scorer, extract_row, score_frame, score_row};
 pub use features::{Features, Layout, Output, Value};
+pub use frame::{Frame, FrameOut};
 pub use metadata::{FieldSpec, Kind, Metadata, Reason, Score, boolean, float, floats, int, text};
 
 /// Everything a plugin needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Config, Extractor, Features, Metadata, Output, PluginError, Result, Score, Scorer, Value, boolean,
-        export_extractor, export_scorer, float, floats, int, text,
+        Config, Extractor, Features, Frame, FrameOut, Metadata, Output, PluginError, Result, Score, Scorer,
+        Value, boolean, export_extractor, export_scorer, float, floats, int, text,
     };
 }

@@ -22,12 +22,13 @@ use std::sync::Mutex;
 
 use serde_json::{Map, Value as Json};
 
+use crate::bindings::frames::{Frame, FrameScores};
 use crate::bindings::types::Row;
 use crate::config::Config;
 use crate::error::{PluginError, Result};
-use crate::export::{Extractor, Loaded, Scorer, extract_row, score_row};
+use crate::export::{Extractor, Loaded, Scorer, extract_row, score_frame, score_row};
 use crate::features::{Layout, Value};
-use crate::metadata::{Kind, Score};
+use crate::metadata::{Kind, Reason, Score};
 
 static MODEL_DIR_OVERRIDE: Mutex<Option<PathBuf>> = Mutex::new(None);
 
@@ -71,6 +72,72 @@ impl<T: Scorer> Harness<T> {
     pub fn score_row(&self, row: &Row) -> Result<Score> {
         score_row(&self.loaded, row)
     }
+
+    /// Scores JSON rows the way the host scores a batch: laid out as one frame
+    /// and run through the plugin's `score_frame`, the answer read back into
+    /// one [`Score`] per row. Compare it with [`Self::score`] row by row to
+    /// check an overridden [`Scorer::score_frame`].
+    pub fn score_batch(&self, rows: &[Json]) -> Result<Vec<Result<Score>>> {
+        let rows = rows.iter().map(|r| self.row(r)).collect::<Result<Vec<_>>>()?;
+        Ok(self.score_frame(&self.frame(&rows)))
+    }
+
+    /// Positional rows as one frame, laid out as the host lays out a batch.
+    pub fn frame(&self, rows: &[Row]) -> Frame {
+        let mut frame =
+            Frame { rows: rows.len() as u32, numbers: Vec::new(), texts: Vec::new(), vectors: Vec::new() };
+        for row in rows {
+            let base = frame.numbers.len();
+            frame.numbers.extend_from_slice(&row.numbers);
+            for &m in &row.missing {
+                if let Some(x) = frame.numbers[base..].get_mut(m as usize) {
+                    *x = f64::NAN;
+                }
+            }
+            frame.texts.extend(row.texts.iter().cloned());
+            frame.vectors.extend(row.vectors.iter().cloned());
+        }
+        frame
+    }
+
+    /// Runs the plugin's frame export on `frame` and reads the answer back as
+    /// the host does: one result per row, reason codes resolved to names. The
+    /// native side of a wasm-vs-native batch benchmark.
+    pub fn score_frame(&self, frame: &Frame) -> Vec<Result<Score>> {
+        unpack(&self.loaded.metadata.inputs, score_frame(&self.loaded, frame))
+    }
+}
+
+/// One result per row from a frame's answer, reason indices resolved to codes.
+fn unpack(inputs: &[crate::FieldSpec], out: FrameScores) -> Vec<Result<Score>> {
+    let mut per_row = vec![0; out.values.len()];
+    for r in &out.reasons {
+        if let Some(n) = per_row.get_mut(r.row as usize) {
+            *n += 1;
+        }
+    }
+    let mut results: Vec<Result<Score>> = out
+        .values
+        .iter()
+        .zip(per_row)
+        .map(|(&value, n)| Ok(Score { value, reasons: Vec::with_capacity(n) }))
+        .collect();
+    for r in out.reasons {
+        let code = match inputs.get(r.code as usize) {
+            Some(spec) => spec.name.clone(),
+            None => match out.codes.get(r.code as usize - inputs.len()) {
+                Some(code) => code.clone(),
+                None => format!("<code {} out of range>", r.code),
+            },
+        };
+        if let Some(Ok(score)) = results.get_mut(r.row as usize) {
+            score.reasons.push(Reason { code, weight: r.weight });
+        }
+    }
+    for e in out.errors {
+        results[e.row as usize] = Err(e.error.into());
+    }
+    results
 }
 
 impl<T: Extractor> Harness<T> {

@@ -24,6 +24,7 @@ const PLUGINS: &[&str] = &[
     "fs-probe",
     "net-import",
     "slow",
+    "contract-0-1-0",
 ];
 
 fn main() {
@@ -128,7 +129,7 @@ fn stage(src: &Path, dest: &Path, wasm: &Path) -> PathBuf {
     for entry in fs::read_dir(src).expect("read plugin dir") {
         let entry = entry.expect("plugin dir entry");
         let name = entry.file_name();
-        if ["src", "Cargo.toml", "target", "tests", "fixtures"].iter().any(|skip| name == *skip) {
+        if ["src", "Cargo.toml", "target", "tests", "fixtures", "wit"].iter().any(|skip| name == *skip) {
             continue;
         }
         copy_tree(&entry.path(), &dest.join(&name));

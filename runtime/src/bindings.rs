@@ -29,5 +29,8 @@ pub mod extractor {
     });
 }
 
+pub use scorer::exports::scorehost::plugin::frame_scorer;
+pub use scorer::exports::scorehost::plugin::scorer as scorer_exports;
+pub use scorer::scorehost::plugin::frames;
 pub use scorer::scorehost::plugin::log as wit_log;
 pub use scorer::scorehost::plugin::types;

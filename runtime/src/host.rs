@@ -36,6 +36,7 @@ use crate::stats::CallStats;
 pub const GRANTED_IMPORTS: &[&str] = &[
     "scorehost:plugin/log",
     "scorehost:plugin/types",
+    "scorehost:plugin/frames",
     "wasi:cli/environment",
     "wasi:cli/exit",
     "wasi:cli/stdin",
@@ -309,7 +310,7 @@ pub fn check_exports(engine: &Engine, component: &Component, world: World) -> Re
         .map(|(name, _)| name.to_owned())
         .filter(|name| !name.starts_with("wasmtime:wizer"))
         .collect();
-    if exports.iter().any(|e| e == world.export_name()) {
+    if exports.iter().any(|e| world.exported_as(e)) {
         return Ok(());
     }
     Err(LoadError::WrongWorld {

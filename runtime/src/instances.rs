@@ -13,11 +13,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use wasmtime::component::InstancePre;
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use crate::bindings::frames::{Frame, FrameScores};
 use crate::bindings::types::{Metadata, PluginError, Row, ScoreResult};
-use crate::bindings::{extractor, scorer};
+use crate::bindings::{extractor, frame_scorer, scorer_exports};
 use crate::engine::HostEngine;
 use crate::error::CallError;
 use crate::host::HostState;
@@ -29,13 +31,33 @@ use crate::trap;
 
 /// The pre-instantiated component, typed by world.
 pub(crate) enum Pre {
-    Scorer(scorer::ScorerPluginPre<HostState>),
+    /// A scorer: `scorer` always; `frame-scorer` when the plugin was built
+    /// against contract 0.1.1 or later (a 0.1.0 plugin exports `scorer` only).
+    Scorer {
+        pre: InstancePre<HostState>,
+        scorer: scorer_exports::GuestIndices,
+        frames: Option<frame_scorer::GuestIndices>,
+    },
     Extractor(extractor::ExtractorPluginPre<HostState>),
+}
+
+impl Pre {
+    /// Type-checks `pre` against `world`'s exports, finding the optional ones.
+    pub(crate) fn new(pre: InstancePre<HostState>, world: crate::manifest::World) -> wasmtime::Result<Self> {
+        Ok(match world {
+            crate::manifest::World::Scorer => Pre::Scorer {
+                scorer: scorer_exports::GuestIndices::new(&pre)?,
+                frames: frame_scorer::GuestIndices::new(&pre).ok(),
+                pre,
+            },
+            crate::manifest::World::Extractor => Pre::Extractor(extractor::ExtractorPluginPre::new(pre)?),
+        })
+    }
 }
 
 /// An instantiated component, typed by world.
 enum Bound {
-    Scorer(scorer::ScorerPlugin),
+    Scorer { scorer: scorer_exports::Guest, frames: Option<frame_scorer::Guest> },
     Extractor(extractor::ExtractorPlugin),
 }
 
@@ -52,6 +74,8 @@ pub(crate) enum Request<'a> {
     Describe,
     Score(&'a Row),
     ScoreBatch(&'a [Row]),
+    /// Only for a plugin whose [`Instances::frames`] is true.
+    ScoreFrame(&'a Frame),
     Extract(&'a Row),
     ExtractBatch(&'a [Row]),
 }
@@ -61,6 +85,7 @@ pub(crate) enum Answer {
     Describe(Metadata),
     Score(Result<ScoreResult, PluginError>),
     ScoreBatch(Vec<Result<ScoreResult, PluginError>>),
+    ScoreFrame(FrameScores),
     Extract(Result<Row, PluginError>),
     ExtractBatch(Vec<Result<Row, PluginError>>),
 }
@@ -105,6 +130,12 @@ impl Instances {
         }
     }
 
+    /// Whether the plugin exports `frame-scorer` (contract 0.1.1), so batches
+    /// can be sent as one [`Frame`].
+    pub(crate) fn frames(&self) -> bool {
+        matches!(self.pre, Pre::Scorer { frames: Some(_), .. })
+    }
+
     /// Warm instances currently idle (for tests and metrics).
     pub(crate) fn idle(&self) -> usize {
         self.idle.lock().map_or(0, |v| v.len())
@@ -127,7 +158,15 @@ impl Instances {
         });
         arm(&mut store, self.engine.metered(), limits)?;
         let plugin = match &self.pre {
-            Pre::Scorer(p) => p.instantiate_async(&mut store).await.map(Bound::Scorer),
+            Pre::Scorer { pre, scorer, frames } => {
+                async {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let scorer = scorer.load(&mut store, &instance)?;
+                    let frames = frames.as_ref().map(|f| f.load(&mut store, &instance)).transpose()?;
+                    Ok(Bound::Scorer { scorer, frames })
+                }
+                .await
+            }
             Pre::Extractor(p) => p.instantiate_async(&mut store).await.map(Bound::Extractor),
         };
         match plugin {
@@ -207,17 +246,20 @@ fn arm(store: &mut Store<HostState>, metered: bool, limits: Limits) -> Result<()
 async fn invoke(warm: &mut Warm, request: Request<'_>) -> wasmtime::Result<Answer> {
     let store = &mut warm.store;
     Ok(match (&warm.plugin, request) {
-        (Bound::Scorer(p), Request::Describe) => {
-            Answer::Describe(p.scorehost_plugin_scorer().call_describe(store).await?)
+        (Bound::Scorer { scorer, .. }, Request::Describe) => {
+            Answer::Describe(scorer.call_describe(store).await?)
         }
         (Bound::Extractor(p), Request::Describe) => {
             Answer::Describe(p.scorehost_plugin_extractor().call_describe(store).await?)
         }
-        (Bound::Scorer(p), Request::Score(row)) => {
-            Answer::Score(p.scorehost_plugin_scorer().call_score(store, row).await?)
+        (Bound::Scorer { scorer, .. }, Request::Score(row)) => {
+            Answer::Score(scorer.call_score(store, row).await?)
         }
-        (Bound::Scorer(p), Request::ScoreBatch(rows)) => {
-            Answer::ScoreBatch(p.scorehost_plugin_scorer().call_score_batch(store, rows).await?)
+        (Bound::Scorer { scorer, .. }, Request::ScoreBatch(rows)) => {
+            Answer::ScoreBatch(scorer.call_score_batch(store, rows).await?)
+        }
+        (Bound::Scorer { frames: Some(f), .. }, Request::ScoreFrame(frame)) => {
+            Answer::ScoreFrame(f.call_score_frame(store, frame).await?)
         }
         (Bound::Extractor(p), Request::Extract(row)) => {
             Answer::Extract(p.scorehost_plugin_extractor().call_extract(store, row).await?)

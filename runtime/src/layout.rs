@@ -8,6 +8,7 @@
 use rustc_hash::FxHashMap;
 use serde_json::{Map, Number, Value as Json};
 
+use crate::bindings::frames::Frame;
 use crate::bindings::types::{Field, FieldSpec, Row, Value, ValueKind};
 use crate::error::CallError;
 
@@ -74,6 +75,11 @@ impl Layout {
         Ok(layout)
     }
 
+    /// How many slots a row has of each kind: (numbers, texts, vectors).
+    pub fn widths(&self) -> (usize, usize, usize) {
+        (self.numbers, self.texts, self.vectors)
+    }
+
     /// The declared fields, in order.
     pub fn specs(&self) -> &[FieldSpec] {
         &self.specs
@@ -93,10 +99,47 @@ impl Layout {
             vectors: vec![None; self.vectors],
             extra: Vec::new(),
         };
+        let slots = Slots { numbers: &mut row.numbers, texts: &mut row.texts, vectors: &mut row.vectors };
+        self.fill(obj, slots, &mut row.extra)?;
+        row.missing = (0..self.numbers as u32).filter(|&i| row.numbers[i as usize].is_nan()).collect();
+        Ok(row)
+    }
+
+    /// Appends `obj` to `frame` as its next row, laid out as [`Self::row`]
+    /// lays out a row (missing numbers NaN). On error the frame is unchanged.
+    /// Never for open inputs: a frame has no `extra`.
+    pub fn append_to(&self, obj: &Map<String, Json>, frame: &mut Frame) -> Result<(), CallError> {
+        let (n, t, v) = (frame.numbers.len(), frame.texts.len(), frame.vectors.len());
+        frame.numbers.resize(n + self.numbers, f64::NAN);
+        frame.texts.resize(t + self.texts, None);
+        frame.vectors.resize(v + self.vectors, None);
+        let slots = Slots {
+            numbers: &mut frame.numbers[n..],
+            texts: &mut frame.texts[t..],
+            vectors: &mut frame.vectors[v..],
+        };
+        let mut extra = Vec::new();
+        match self.fill(obj, slots, &mut extra) {
+            Ok(()) => {
+                frame.rows += 1;
+                Ok(())
+            }
+            Err(e) => {
+                frame.numbers.truncate(n);
+                frame.texts.truncate(t);
+                frame.vectors.truncate(v);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `obj`'s values into one row's slots (all missing on entry) and
+    /// checks the required ones; undeclared keys go to `extra` for open inputs.
+    fn fill(&self, obj: &Map<String, Json>, row: Slots<'_>, extra: &mut Vec<Field>) -> Result<(), CallError> {
         for (name, value) in obj {
             let Some(slot) = self.index.get(name).map(|&i| &self.slots[i]) else {
                 if self.open {
-                    row.extra.push(Field { name: name.clone(), value: any_value(name, value)? });
+                    extra.push(Field { name: name.clone(), value: any_value(name, value)? });
                 }
                 continue;
             };
@@ -137,8 +180,7 @@ impl Layout {
                 )));
             }
         }
-        row.missing = (0..self.numbers as u32).filter(|&i| row.numbers[i as usize].is_nan()).collect();
-        Ok(row)
+        Ok(())
     }
 
     /// Turns a positional output row back into named JSON. A row of the wrong
@@ -277,6 +319,13 @@ pub fn any_value(name: &str, value: &Json) -> Result<Value, CallError> {
     })
 }
 
+/// One row's slots, wherever they live: a [`Row`]'s own lists or a stretch of a [`Frame`]'s.
+struct Slots<'a> {
+    numbers: &'a mut [f64],
+    texts: &'a mut [Option<String>],
+    vectors: &'a mut [Option<Vec<f64>>],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,5 +422,27 @@ mod tests {
         let ok = layout().named(&row(7.0, 1.0)).unwrap();
         assert_eq!(ok["n"], json!(7));
         assert_eq!(ok["b"], json!(true));
+    }
+
+    #[test]
+    fn append_to_lays_out_rows_like_row_and_rolls_back_a_refused_one() {
+        let l = layout();
+        let mut frame = Frame { rows: 0, numbers: Vec::new(), texts: Vec::new(), vectors: Vec::new() };
+        let first = json!({"a": 1.5, "t": "x", "b": true});
+        let refused = json!({"a": 2.0, "n": "seven", "t": "y"});
+        let second = json!({"a": 3.0, "n": 4});
+        for obj in [&first, &second] {
+            l.append_to(obj.as_object().unwrap(), &mut frame).unwrap();
+            let before = (frame.numbers.len(), frame.texts.len());
+            let e = l.append_to(refused.as_object().unwrap(), &mut frame).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert_eq!((frame.numbers.len(), frame.texts.len()), before, "a refused row leaves nothing");
+        }
+        assert_eq!(frame.rows, 2);
+        let rows = [l.row(first.as_object().unwrap()).unwrap(), l.row(second.as_object().unwrap()).unwrap()];
+        let numbers: Vec<f64> = rows.iter().flat_map(|r| r.numbers.clone()).collect();
+        assert_eq!(format!("{:?}", frame.numbers), format!("{numbers:?}"), "NaN where missing, as in rows");
+        assert_eq!(frame.texts, [Some("x".to_owned()), None]);
+        assert!(l.append_to(json!({}).as_object().unwrap(), &mut frame).is_err(), "`a` is required");
     }
 }

@@ -7,7 +7,8 @@
 //!   on disk ([`cache`]);
 //! - every call runs in an instance of its plugin version (warm, or new from
 //!   the snapshot) on the one shared [`engine`], with the
-//!   budgets of [`limits`] and only the imports of [`host`];
+//!   budgets of [`limits`] and only the imports of [`host`]; a scorer's
+//!   batches travel as one columnar frame when it exports `frame-scorer`;
 //! - failures come back as the typed errors of [`error`]; a version that keeps
 //!   faulting is quarantined by its [`breaker`];
 //! - [`registry`] maps names to live versions, [`pipeline`] chains extractors
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod decisions;
 pub mod engine;
 pub mod error;
+pub(crate) mod frame;
 pub mod golden;
 pub mod host;
 pub mod http;

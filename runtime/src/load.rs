@@ -10,7 +10,6 @@ use cap_std::fs::Dir;
 use wasmtime::component::Component;
 
 use crate::bindings::types::Metadata;
-use crate::bindings::{extractor, scorer};
 use crate::breaker::Guard;
 use crate::cache::{self, ComponentCache};
 use crate::engine::HostEngine;
@@ -87,15 +86,7 @@ impl PluginVersion {
         crate::host::check_exports(engine.engine(), &component, manifest.world)?;
         let instance_pre =
             linkers.call.instantiate_pre(&component).map_err(|e| wrong_world(manifest.world, e))?;
-        let pre = match manifest.world {
-            World::Scorer => Pre::Scorer(
-                scorer::ScorerPluginPre::new(instance_pre).map_err(|e| wrong_world(manifest.world, e))?,
-            ),
-            World::Extractor => Pre::Extractor(
-                extractor::ExtractorPluginPre::new(instance_pre)
-                    .map_err(|e| wrong_world(manifest.world, e))?,
-            ),
-        };
+        let pre = Pre::new(instance_pre, manifest.world).map_err(|e| wrong_world(manifest.world, e))?;
         let instances = Instances::new(engine.clone(), pre, label, limits.memory_bytes, manifest.instances);
         let metadata = describe(&instances, limits, &manifest)?;
         let inputs = Layout::new(&metadata.inputs, metadata.open_inputs)

@@ -65,12 +65,36 @@ impl World {
         }
     }
 
-    /// The interface the component must export for this world.
+    /// The interface the component must export for this world, at the
+    /// contract version this host speaks.
     pub fn export_name(self) -> &'static str {
         match self {
-            World::Scorer => "scorehost:plugin/scorer@0.1.0",
-            World::Extractor => "scorehost:plugin/extractor@0.1.0",
+            World::Scorer => "scorehost:plugin/scorer@0.1.1",
+            World::Extractor => "scorehost:plugin/extractor@0.1.1",
         }
+    }
+
+    /// Whether component export `name` is this world's interface at a version
+    /// compatible with [`Self::export_name`]'s (semver, as wasmtime matches
+    /// exports: `0.1.0` and `0.1.1` are one track, `0.2.0` another).
+    pub fn exported_as(self, name: &str) -> bool {
+        let (want, want_version) = split_version(self.export_name());
+        let (have, have_version) = split_version(name);
+        have == want && semver_track(have_version) == semver_track(want_version)
+    }
+}
+
+fn split_version(name: &str) -> (&str, &str) {
+    name.split_once('@').unwrap_or((name, ""))
+}
+
+/// The part of a version that semver compatibility keeps: the major
+/// version, or `0.minor` for 0.x releases.
+fn semver_track(version: &str) -> (&str, &str) {
+    let mut parts = version.split('.');
+    match (parts.next().unwrap_or(""), parts.next().unwrap_or("")) {
+        ("0", minor) => ("0", minor),
+        (major, _) => (major, ""),
     }
 }
 
@@ -352,5 +376,17 @@ mod tests {
         ] {
             assert!(Manifest::parse(&GOOD.replacen(from, to, 1)).is_err(), "{to} accepted");
         }
+    }
+
+    #[test]
+    fn exports_match_within_a_semver_track() {
+        assert!(World::Scorer.exported_as("scorehost:plugin/scorer@0.1.0"));
+        assert!(World::Scorer.exported_as("scorehost:plugin/scorer@0.1.1"));
+        assert!(World::Scorer.exported_as("scorehost:plugin/scorer@0.1.7"));
+        assert!(!World::Scorer.exported_as("scorehost:plugin/scorer@0.2.0"));
+        assert!(!World::Scorer.exported_as("scorehost:plugin/scorer"));
+        assert!(!World::Scorer.exported_as("scorehost:plugin/extractor@0.1.1"));
+        assert!(!World::Scorer.exported_as("scorehost:plugin/scorer-x@0.1.1"));
+        assert!(World::Extractor.exported_as("scorehost:plugin/extractor@0.1.0"));
     }
 }

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value as Json};
 
-use crate::bindings::types::{self, Metadata, Row};
+use crate::bindings::types::{self, Metadata};
 use crate::breaker::{self, BreakerState, Guard};
 use crate::error::CallError;
+use crate::frame::{self, Batch};
 use crate::instances::{Answer, Instances, Request, block};
 use crate::layout::Layout;
 use crate::limits::Limits;
@@ -134,6 +135,12 @@ impl PluginVersion {
         &self.instances.label
     }
 
+    /// Whether batches go to the plugin as one columnar frame: it exports
+    /// `frame-scorer` (contract 0.1.1) and does not declare open inputs.
+    pub fn batches_as_frames(&self) -> bool {
+        self.instances.frames() && !self.metadata.open_inputs
+    }
+
     /// Warm instances of this version waiting for a call.
     pub fn idle_instances(&self) -> usize {
         self.instances.idle()
@@ -235,19 +242,24 @@ impl PluginVersion {
     ) -> Result<Outcome<BatchResults<Scored>>, CallError> {
         self.expect(World::Scorer, "score")?;
         let start = Instant::now();
+        let frames = self.batches_as_frames();
         let out = self
-            .batch(
-                rows,
-                deadline,
-                |rows| Request::ScoreBatch(rows),
-                |answer| match answer {
+            .batch(rows, deadline, frames, async |good, limits| {
+                let n = good.len();
+                let out = match &good {
+                    Batch::Frame(frame) => self.instances.call(limits, Request::ScoreFrame(frame)).await?,
+                    Batch::Rows(rows) => self.instances.call(limits, Request::ScoreBatch(rows)).await?,
+                };
+                let value = match out.value {
+                    Answer::ScoreFrame(answer) => frame::unpack(n, answer, &self.metadata.inputs)?,
                     Answer::ScoreBatch(results) => results
                         .into_iter()
                         .map(|r| r.map_err(snapshot::plugin_error).and_then(scored))
                         .collect(),
-                    _ => unreachable!("a score batch answers a score batch"),
-                },
-            )
+                    _ => unreachable!("a batch answers a batch"),
+                };
+                Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
+            })
             .await;
         match out {
             Ok(mut out) => {
@@ -293,18 +305,16 @@ impl PluginVersion {
         deadline: Option<Duration>,
     ) -> Result<Outcome<BatchResults<Map<String, Json>>>, CallError> {
         self.expect(World::Extractor, "extract")?;
-        self.batch(
-            events,
-            deadline,
-            |rows| Request::ExtractBatch(rows),
-            |answer| match answer {
-                Answer::ExtractBatch(results) => results
-                    .into_iter()
-                    .map(|r| r.map_err(snapshot::plugin_error).and_then(|row| self.outputs.named(&row)))
-                    .collect(),
-                _ => unreachable!("an extract batch answers an extract batch"),
-            },
-        )
+        self.batch(events, deadline, false, async |good, limits| {
+            let Batch::Rows(good) = good else { unreachable!("extractors take rows") };
+            let out = self.instances.call(limits, Request::ExtractBatch(&good)).await?;
+            let Answer::ExtractBatch(results) = out.value else { unreachable!("a batch answers a batch") };
+            let value = results
+                .into_iter()
+                .map(|r| r.map_err(snapshot::plugin_error).and_then(|row| self.outputs.named(&row)))
+                .collect();
+            Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
+        })
         .await
     }
 
@@ -344,42 +354,32 @@ impl PluginVersion {
         block(self.extract_batch_async(events, deadline))
     }
 
-    /// Converts every row, sends the good ones in one guest call, and merges the
-    /// per-row results back into input order.
+    /// Converts every row (into one frame when `frame`), sends the good ones in
+    /// one guest call (`send`, under the batch's limits), and merges the per-row
+    /// results back into input order.
     async fn batch<T>(
         &self,
         rows: &[Map<String, Json>],
         deadline: Option<Duration>,
-        request: for<'a> fn(&'a [Row]) -> Request<'a>,
-        results: impl FnOnce(Answer) -> BatchResults<T>,
+        frame: bool,
+        send: impl AsyncFnOnce(Batch, Limits) -> Result<Outcome<BatchResults<T>>, CallError>,
     ) -> Result<Outcome<BatchResults<T>>, CallError> {
-        // Rows the host refuses keep their error; the rest go to the guest, moved, not copied.
-        let mut good = Vec::with_capacity(rows.len());
-        let mut refused = Vec::with_capacity(rows.len());
-        for row in rows {
-            match self.inputs.row(row) {
-                Ok(row) => {
-                    good.push(row);
-                    refused.push(None);
-                }
-                Err(e) => refused.push(Some(e)),
-            }
-        }
+        // Rows the host refuses keep their error; the rest go to the guest.
+        let mut good = Batch::new(frame, rows.len(), &self.inputs);
+        let refused: Vec<Option<CallError>> =
+            rows.iter().map(|row| good.push(&self.inputs, row).err()).collect();
         let out = if good.is_empty() {
             Outcome { value: Vec::new(), fuel_used: 0, elapsed: Duration::ZERO }
         } else {
             // A batch is `good.len()` calls fused into one: each row gets the
             // plugin's per-call fuel, and the deadline covers the whole batch.
             let limits = self.limits.tightened(deadline).for_rows(good.len());
-            self.guarded(async {
-                let out = self.instances.call(limits, request(&good)).await?;
-                Ok(Outcome { value: results(out.value), fuel_used: out.fuel_used, elapsed: out.elapsed })
-            })
-            .await?
+            self.guarded(send(good, limits)).await?
         };
-        if out.value.len() != good.len() {
+        let sent = refused.iter().filter(|r| r.is_none()).count();
+        if out.value.len() != sent {
             return Err(CallError::InvalidOutput {
-                message: format!("batch of {} rows returned {} results", good.len(), out.value.len()),
+                message: format!("batch of {sent} rows returned {} results", out.value.len()),
             });
         }
         // A row the plugin failed is an error of this version, like a failed call.
@@ -400,7 +400,7 @@ impl PluginVersion {
 
 /// Validates a score: it must be finite, and so must every reason weight; at
 /// most [`MAX_REASONS`] reasons of at most [`MAX_REASON_CODE_BYTES`] each.
-fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
+pub(crate) fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
     if s.reasons.len() > MAX_REASONS {
         return Err(CallError::InvalidOutput {
             message: format!("{} reasons returned; at most {MAX_REASONS} are accepted", s.reasons.len()),

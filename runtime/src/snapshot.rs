@@ -22,7 +22,7 @@ use wasmtime::component::{Component, Instance, Lift, Linker, WasmList};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
-use crate::bindings::{extractor, scorer, types};
+use crate::bindings::{extractor, scorer_exports, types};
 use crate::engine::HostEngine;
 use crate::error::{CallError, LoadError};
 use crate::host::{self, HostState};
@@ -86,9 +86,11 @@ pub fn preinitialize(
     let instance = linker.instantiate(&mut store, &component).map_err(|e| fail(&store, e))?;
     let outcome = match input.world {
         World::Scorer => {
-            let plugin =
-                scorer::ScorerPlugin::new(&mut store, &instance).map_err(|e| wrong_world(input.world, e))?;
-            block_on(plugin.scorehost_plugin_scorer().call_init(&mut store, input.config))
+            // `scorer` alone: `frame-scorer` is optional (0.1.0 plugins lack it).
+            let plugin = scorer_exports::GuestIndices::new(&instance.instance_pre(&store))
+                .and_then(|indices| indices.load(&mut store, &instance))
+                .map_err(|e| wrong_world(input.world, e))?;
+            block_on(plugin.call_init(&mut store, input.config))
         }
         World::Extractor => {
             let plugin = extractor::ExtractorPlugin::new(&mut store, &instance)

@@ -7,7 +7,8 @@
 //! feature is *missing* and follows each tree's default branch, as in XGBoost.
 //! Predictions equal `xgboost.predict()` (checked against fixtures made by
 //! `plugins/gbdt/fixtures/make_fixtures.py`). Reasons are the per-feature
-//! path contributions to the margin, largest first.
+//! path contributions to the margin, largest first. Batches take the columnar
+//! path (`score_frame`): one dense vector per row, reasons by feature index.
 //!
 //! Run it: `cargo run -- call gbdt --input '{"mean radius": 14.1, …}'`; test it:
 //! `cargo test -p gbdt` (native) and `cargo test -p scorehost --test all gbdt` (in wasm).
@@ -55,6 +56,17 @@ impl Scorer for Gbdt {
         Ok(reasons
             .iter()
             .fold(Score::new(value), |s, &(i, c)| s.reason(self.ensemble.feature_names[i].as_str(), c)))
+    }
+
+    /// The batch path: the same `explain` per row, reasons by input index (the
+    /// model's features are the inputs, in order), so no reason string is built.
+    fn score_frame(&self, frame: &Frame, out: &mut FrameOut) {
+        let mut reasons = Vec::with_capacity(self.top_reasons);
+        for r in 0..frame.rows() {
+            reasons.clear();
+            let value = self.ensemble.explain(frame.numbers(r), self.top_reasons, &mut reasons);
+            out.push_indexed(value, &reasons);
+        }
     }
 }
 

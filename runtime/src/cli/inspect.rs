@@ -44,7 +44,7 @@ fn inspect_component(runtime: &Runtime, path: &std::path::Path) -> anyhow::Resul
     let exports: Vec<_> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
     let worlds: Vec<_> = [scorehost::World::Scorer, scorehost::World::Extractor]
         .into_iter()
-        .filter(|w| exports.iter().any(|e| e == w.export_name()))
+        .filter(|w| exports.iter().any(|e| w.exported_as(e)))
         .map(|w| w.as_str())
         .collect();
     let json = serde_json::json!({

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::support::{copy_with, load, obj, runtime};
 
-fn logreg_features() -> Value {
+pub(crate) fn logreg_features() -> Value {
     json!({"amount_usd_log": 6.0, "cross_border": true, "email_domain_free": true,
         "email_domain_disposable": false, "email_local_digits": 3, "is_night": true,
         "mcc_high_risk": false, "ip_private": false})

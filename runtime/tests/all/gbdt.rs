@@ -17,6 +17,7 @@ fn wasm_predictions_match_xgboost() {
             let dir = copy_with("gbdt", |m| m);
             std::fs::copy(case.join("model.json"), dir.path().join("model/model.json")).unwrap();
             let v = runtime().load(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", case.display()));
+            assert!(v.batches_as_frames());
             let cases: Value =
                 serde_json::from_slice(&std::fs::read(case.join("cases.json")).unwrap()).unwrap();
             let names = cases["feature_names"].as_array().unwrap();
@@ -39,10 +40,11 @@ fn wasm_predictions_match_xgboost() {
             let batch = v.score_batch(&rows, None).unwrap().value;
             for ((row, want), batched) in rows.iter().zip(cases["expected"].as_array().unwrap()).zip(batch) {
                 let want = want.as_f64().unwrap();
-                let got = v.score(row, None).unwrap().value.score;
+                let single = v.score(row, None).unwrap().value;
+                let got = single.score;
                 let tolerance = if regression { 1e-5 * want.abs().max(1.0) } else { 1e-6 };
                 assert!((got - want).abs() <= tolerance, "{}: {got} vs xgboost {want}", case.display());
-                assert_eq!(batched.unwrap().score, got);
+                assert_eq!(batched.unwrap(), single, "the frame path answers what a single call does");
                 checked += 1;
             }
         }

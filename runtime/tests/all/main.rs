@@ -5,6 +5,7 @@
 mod admin;
 mod bad_input;
 mod cli;
+mod contract;
 mod decisions;
 mod examples;
 mod gbdt;
