@@ -23,7 +23,8 @@ pub trait Scorer: Sized + Send + Sync + 'static {
     fn score(&self, features: &Features<'_>) -> Result<Score>;
 
     /// Scores every row of a batch, in row order, into `out`: what the host
-    /// calls for batches (the `frame-scorer` export). The default calls
+    /// calls for batches (the `frame-scorer` export), unless the plugin
+    /// declares open inputs (then batches are rows, `score` per row). The default calls
     /// [`Scorer::score`] on each row, which is right for most plugins. Override
     /// it only to skip per-row work — a dense-vector model reads
     /// [`Frame::numbers`] and explains with [`FrameOut::push_indexed`] — and

@@ -116,7 +116,14 @@ impl<'a> FrameOut<'a> {
 
     /// Appends the next row's score with reasons given as (declared input index,
     /// weight), largest magnitude first: no string is built or sent.
+    /// An index that is not a declared input fails this row alone.
     pub fn push_indexed(&mut self, value: f64, reasons: &[(usize, f64)]) {
+        let inputs = self.layout.specs().len();
+        if let Some(&(input, _)) = reasons.iter().find(|(input, _)| *input >= inputs) {
+            return self.push_error(PluginError::internal(format!(
+                "reason names input {input}, but the plugin declares {inputs} inputs"
+            )));
+        }
         let row = self.next_row();
         if self.out.reasons.capacity() == 0 {
             // Models give most rows the same number of reasons: size for that once.
@@ -217,12 +224,16 @@ mod tests {
             json!({"amount": -1.0, "country": "FR"}),
             json!({"amount": 0.0, "country": "DE", "count": 0}),
         ];
-        let batch = h.score_batch(&rows).unwrap();
+        let batch = h.score_batch(&rows);
         assert_eq!(batch.len(), rows.len());
         for (row, framed) in rows.iter().zip(&batch) {
             assert_eq!(framed, &h.score(row), "{row}");
         }
         assert!(batch[2].is_err() && batch[1].is_ok() && batch[3].is_ok());
+        // A row the host would refuse fails alone, as in the host.
+        let refused = h.score_batch(&[json!({"amount": "lots"}), json!({"amount": 2.0})]);
+        assert_eq!(refused[0].as_ref().unwrap_err().kind, crate::ErrorKind::InvalidInput);
+        assert_eq!(refused[1].as_ref().unwrap().value, 1.0);
     }
 
     #[test]
@@ -264,6 +275,13 @@ mod tests {
         assert_eq!(out.values.len(), 3);
         assert_eq!(out.errors.iter().map(|e| e.row).collect::<Vec<_>>(), [1, 2]);
         assert!(out.errors[0].error.message.contains("answered 1 of 3 rows"));
+
+        let mut bad = super::FrameOut::new(&layout, 2);
+        bad.push_indexed(0.5, &[(1, 1.0)]);
+        bad.push_indexed(0.7, &[(0, 1.0)]);
+        let out = bad.finish();
+        assert_eq!((out.values[1], out.reasons.len(), out.errors.len()), (0.7, 1, 1));
+        assert!(out.errors[0].error.message.contains("declares 1 inputs"), "{:?}", out.errors);
 
         let mut long = super::FrameOut::new(&layout, 1);
         long.push_indexed(0.5, &[]);

@@ -38,7 +38,8 @@
 //! that was never declared, or with the wrong kind, is the plugin's (HTTP 500).
 //!
 //! Batches arrive as one columnar [`Frame`] (contract 0.1.1's `frame-scorer`,
-//! which the export macro exports for every scorer): the default
+//! which the export macro exports for every scorer; plugins that declare
+//! open inputs get rows instead, since a frame has no `extra`): the default
 //! [`Scorer::score_frame`] calls `score` on each row, so most plugins write
 //! nothing for it. A dense-vector model may override it to skip per-row work
 //! (see `plugins/gbdt`).

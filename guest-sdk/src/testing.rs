@@ -73,13 +73,24 @@ impl<T: Scorer> Harness<T> {
         score_row(&self.loaded, row)
     }
 
-    /// Scores JSON rows the way the host scores a batch: laid out as one frame
-    /// and run through the plugin's `score_frame`, the answer read back into
-    /// one [`Score`] per row. Compare it with [`Self::score`] row by row to
-    /// check an overridden [`Scorer::score_frame`].
-    pub fn score_batch(&self, rows: &[Json]) -> Result<Vec<Result<Score>>> {
-        let rows = rows.iter().map(|r| self.row(r)).collect::<Result<Vec<_>>>()?;
-        Ok(self.score_frame(&self.frame(&rows)))
+    /// Scores JSON rows the way the host scores a batch: the rows it accepts
+    /// laid out as one frame and run through the plugin's `score_frame`, the
+    /// answer read back into one [`Score`] per row; a row the host would
+    /// refuse keeps its own error. Compare it with [`Self::score`] row by row
+    /// to check an overridden [`Scorer::score_frame`].
+    pub fn score_batch(&self, rows: &[Json]) -> Vec<Result<Score>> {
+        let laid_out: Vec<Result<Row>> = rows.iter().map(|r| self.row(r)).collect();
+        let good: Vec<Row> = laid_out.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let mut scored = self.score_frame(&self.frame(&good)).into_iter();
+        laid_out
+            .into_iter()
+            .map(|r| match r {
+                Ok(_) => {
+                    scored.next().unwrap_or_else(|| Err(PluginError::internal("no result for this row")))
+                }
+                Err(e) => Err(e),
+            })
+            .collect()
     }
 
     /// Positional rows as one frame, laid out as the host lays out a batch.
@@ -124,14 +135,17 @@ fn unpack(inputs: &[crate::FieldSpec], out: FrameScores) -> Vec<Result<Score>> {
         .collect();
     for r in out.reasons {
         let code = match inputs.get(r.code as usize) {
-            Some(spec) => spec.name.clone(),
-            None => match out.codes.get(r.code as usize - inputs.len()) {
-                Some(code) => code.clone(),
-                None => format!("<code {} out of range>", r.code),
-            },
+            Some(spec) => Some(spec.name.clone()),
+            None => out.codes.get(r.code as usize - inputs.len()).cloned(),
         };
-        if let Some(Ok(score)) = results.get_mut(r.row as usize) {
-            score.reasons.push(Reason { code, weight: r.weight });
+        // An index the host could not resolve fails the row here too.
+        let result = results.get_mut(r.row as usize);
+        match (result, code) {
+            (Some(Ok(score)), Some(code)) => score.reasons.push(Reason { code, weight: r.weight }),
+            (Some(result), None) => {
+                *result = Err(PluginError::internal(format!("reason code index {} out of range", r.code)))
+            }
+            (None, _) | (Some(Err(_)), Some(_)) => {}
         }
     }
     for e in out.errors {

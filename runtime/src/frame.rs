@@ -16,7 +16,7 @@ use crate::bindings::frames::{Frame, FrameScores};
 use crate::bindings::types::{self, FieldSpec, Row};
 use crate::error::CallError;
 use crate::layout::Layout;
-use crate::plugin::{Scored, scored};
+use crate::plugin::{MAX_REASON_CODE_BYTES, Scored, scored};
 use crate::snapshot;
 
 /// The rows of a batch the host accepted, in the shape the plugin takes them.
@@ -123,14 +123,26 @@ pub(crate) fn unpack(
     for (row, (&value, error)) in out.values.iter().zip(failed).enumerate() {
         // A row with too many reasons is refused before its strings are built.
         let take = if per_row[row] > crate::plugin::MAX_REASONS { 0 } else { per_row[row] };
+        // So is a row naming a code over the length cap: one long code can be
+        // named by every reason of every row, so it is never copied.
         let mut own = Vec::with_capacity(take);
+        let mut too_long = None;
         while let Some(r) = reasons.next_if(|r| r.row as usize == row) {
-            if own.len() < take {
-                own.push(types::Reason { code: code(r.code).to_owned(), weight: r.weight });
+            let code = code(r.code);
+            if code.len() > MAX_REASON_CODE_BYTES {
+                too_long = too_long.or(Some(code.len()));
+            } else if own.len() < take && too_long.is_none() {
+                own.push(types::Reason { code: code.to_owned(), weight: r.weight });
             }
         }
         results.push(match error {
             Some(e) => Err(snapshot::plugin_error(e)),
+            None if too_long.is_some() && take == per_row[row] => Err(CallError::InvalidOutput {
+                message: format!(
+                    "a reason code of {} bytes returned; at most {MAX_REASON_CODE_BYTES} are accepted",
+                    too_long.unwrap_or_default()
+                ),
+            }),
             None if take < per_row[row] => Err(CallError::InvalidOutput {
                 message: format!(
                     "{} reasons returned; at most {} are accepted",
@@ -200,6 +212,20 @@ mod tests {
         let message = got[0].as_ref().unwrap_err().to_string();
         assert!(message.contains("257 reasons"), "{message}");
         assert!(got[1].is_ok());
+    }
+
+    #[test]
+    fn a_code_over_the_cap_fails_each_row_naming_it_and_is_never_copied() {
+        let mut out = answer(vec![0.5; 3], Vec::new());
+        out.codes = vec!["x".repeat(1 << 20)];
+        out.reasons = (0..2).flat_map(|row| (0..200).map(move |_| reason(row, 2, 1.0))).collect();
+        out.reasons.push(reason(2, 0, 1.0));
+        let got = unpack(3, out, &inputs()).unwrap();
+        for row in &got[..2] {
+            let message = row.as_ref().unwrap_err().to_string();
+            assert!(message.contains("1048576 bytes"), "{message}");
+        }
+        assert_eq!(got[2].as_ref().unwrap().reasons, [("a".to_owned(), 1.0)]);
     }
 
     #[test]

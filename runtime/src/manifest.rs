@@ -80,6 +80,10 @@ impl World {
     pub fn exported_as(self, name: &str) -> bool {
         let (want, want_version) = split_version(self.export_name());
         let (have, have_version) = split_version(name);
+        // A pre-release matches only itself, as in semver (and in wasmtime).
+        if have_version.contains('-') {
+            return name == self.export_name();
+        }
         have == want && semver_track(have_version) == semver_track(want_version)
     }
 }
@@ -387,6 +391,7 @@ mod tests {
         assert!(!World::Scorer.exported_as("scorehost:plugin/scorer"));
         assert!(!World::Scorer.exported_as("scorehost:plugin/extractor@0.1.1"));
         assert!(!World::Scorer.exported_as("scorehost:plugin/scorer-x@0.1.1"));
+        assert!(!World::Scorer.exported_as("scorehost:plugin/scorer@0.1.2-rc1"));
         assert!(World::Extractor.exported_as("scorehost:plugin/extractor@0.1.0"));
     }
 }

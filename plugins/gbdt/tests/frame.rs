@@ -24,7 +24,7 @@ fn score_frame_equals_score_row_by_row() {
     rows.push(json!({}));
     assert!(rows.len() >= 6, "{} rows", rows.len());
 
-    let batch = gbdt.score_batch(&rows).unwrap();
+    let batch = gbdt.score_batch(&rows);
     assert_eq!(batch.len(), rows.len());
     let mut reasons = 0;
     for (row, framed) in rows.iter().zip(batch) {
