@@ -114,6 +114,9 @@ pub fn describe(v: &PluginVersion) -> Json {
         "inputs": m.inputs.iter().map(spec).collect::<Vec<_>>(),
         "outputs": m.outputs.iter().map(spec).collect::<Vec<_>>(),
         "open_inputs": m.open_inputs,
+        // How batches reach the plugin: one columnar frame (contract 0.1.1's
+        // `frame-scorer`), or a list of rows (extractors, 0.1.0 builds, open inputs).
+        "batches": if v.batches_as_frames() { "frame" } else { "rows" },
         "limits": {
             "fuel": limits.fuel,
             "deadline_ms": limits.deadline.as_millis() as u64,

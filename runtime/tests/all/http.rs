@@ -164,7 +164,9 @@ async fn list_and_describe_plugins() {
     assert_eq!(r.json["pipelines"]["fraud"]["scorer"], "logreg");
     let r = send(&app, get("/v1/plugins/txn-features")).await;
     assert_eq!(r.json["world"], "extractor");
+    assert_eq!(r.json["batches"], "rows");
     assert_eq!(r.json["limits"]["deadline_ms"], 50);
+    assert_eq!(send(&app, get("/v1/plugins/gbdt")).await.json["batches"], "frame");
     assert_error(&send(&app, get("/v1/plugins/nope")).await, StatusCode::NOT_FOUND, "not_found");
 }
 
