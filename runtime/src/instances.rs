@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -57,8 +57,54 @@ impl Pre {
 
 /// An instantiated component, typed by world.
 enum Bound {
-    Scorer { scorer: scorer_exports::Guest, frames: Option<frame_scorer::Guest> },
+    Scorer {
+        instance: Instance,
+        scorer: Export<scorer_exports::GuestIndices>,
+        frames: Option<Export<frame_scorer::GuestIndices>>,
+    },
     Extractor(extractor::ExtractorPlugin),
+}
+
+/// One exported interface of an instance, looked up and type-checked on its
+/// first call. A fresh instance serves a single call, so it checks only the
+/// interface that call uses (`call-loop fresh`: checking `frame-scorer` too
+/// cost ~0.5 µs per new instance).
+struct Export<I: Interface> {
+    indices: I,
+    loaded: Option<I::Guest>,
+}
+
+impl<I: Interface> Export<I> {
+    fn new(indices: &I) -> Self {
+        Self { indices: indices.clone(), loaded: None }
+    }
+
+    fn get(&mut self, store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<&I::Guest> {
+        if self.loaded.is_none() {
+            self.loaded = Some(self.indices.load(store, instance)?);
+        }
+        Ok(self.loaded.as_ref().expect("loaded just above"))
+    }
+}
+
+/// The generated per-interface export indices, loadable from an instance.
+trait Interface: Clone {
+    type Guest;
+    fn load(&self, store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Self::Guest>;
+}
+
+impl Interface for scorer_exports::GuestIndices {
+    type Guest = scorer_exports::Guest;
+    fn load(&self, store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Self::Guest> {
+        scorer_exports::GuestIndices::load(self, store, instance)
+    }
+}
+
+impl Interface for frame_scorer::GuestIndices {
+    type Guest = frame_scorer::Guest;
+    fn load(&self, store: &mut Store<HostState>, instance: &Instance) -> wasmtime::Result<Self::Guest> {
+        frame_scorer::GuestIndices::load(self, store, instance)
+    }
 }
 
 /// One instance with its store, ready for a call.
@@ -159,13 +205,11 @@ impl Instances {
         arm(&mut store, self.engine.metered(), limits)?;
         let plugin = match &self.pre {
             Pre::Scorer { pre, scorer, frames } => {
-                async {
-                    let instance = pre.instantiate_async(&mut store).await?;
-                    let scorer = scorer.load(&mut store, &instance)?;
-                    let frames = frames.as_ref().map(|f| f.load(&mut store, &instance)).transpose()?;
-                    Ok(Bound::Scorer { scorer, frames })
-                }
-                .await
+                pre.instantiate_async(&mut store).await.map(|instance| Bound::Scorer {
+                    instance,
+                    scorer: Export::new(scorer),
+                    frames: frames.as_ref().map(Export::new),
+                })
             }
             Pre::Extractor(p) => p.instantiate_async(&mut store).await.map(Bound::Extractor),
         };
@@ -245,21 +289,26 @@ fn arm(store: &mut Store<HostState>, metered: bool, limits: Limits) -> Result<()
 /// The guest call itself.
 async fn invoke(warm: &mut Warm, request: Request<'_>) -> wasmtime::Result<Answer> {
     let store = &mut warm.store;
-    Ok(match (&warm.plugin, request) {
-        (Bound::Scorer { scorer, .. }, Request::Describe) => {
-            Answer::Describe(scorer.call_describe(store).await?)
+    Ok(match (&mut warm.plugin, request) {
+        (Bound::Scorer { instance, scorer, frames }, Request::Describe) => {
+            // Describe runs once, at load: type-check every export there, so a
+            // component whose `frame-scorer` does not match never goes live.
+            if let Some(frames) = frames {
+                frames.get(store, instance)?;
+            }
+            Answer::Describe(scorer.get(store, instance)?.call_describe(store).await?)
         }
         (Bound::Extractor(p), Request::Describe) => {
             Answer::Describe(p.scorehost_plugin_extractor().call_describe(store).await?)
         }
-        (Bound::Scorer { scorer, .. }, Request::Score(row)) => {
-            Answer::Score(scorer.call_score(store, row).await?)
+        (Bound::Scorer { instance, scorer, .. }, Request::Score(row)) => {
+            Answer::Score(scorer.get(store, instance)?.call_score(store, row).await?)
         }
-        (Bound::Scorer { scorer, .. }, Request::ScoreBatch(rows)) => {
-            Answer::ScoreBatch(scorer.call_score_batch(store, rows).await?)
+        (Bound::Scorer { instance, scorer, .. }, Request::ScoreBatch(rows)) => {
+            Answer::ScoreBatch(scorer.get(store, instance)?.call_score_batch(store, rows).await?)
         }
-        (Bound::Scorer { frames: Some(f), .. }, Request::ScoreFrame(frame)) => {
-            Answer::ScoreFrame(f.call_score_frame(store, frame).await?)
+        (Bound::Scorer { instance, frames: Some(f), .. }, Request::ScoreFrame(frame)) => {
+            Answer::ScoreFrame(f.get(store, instance)?.call_score_frame(store, frame).await?)
         }
         (Bound::Extractor(p), Request::Extract(row)) => {
             Answer::Extract(p.scorehost_plugin_extractor().call_extract(store, row).await?)
