@@ -25,6 +25,7 @@ const PLUGINS: &[&str] = &[
     "net-import",
     "slow",
     "contract-0-1-0",
+    "hostile-frame",
 ];
 
 fn main() {

@@ -29,6 +29,9 @@ use crate::plugin::Outcome;
 use crate::stats::CallStats;
 use crate::trap;
 
+/// The optional batch interface of contract 0.1.1.
+const FRAME_SCORER: &str = "scorehost:plugin/frame-scorer@0.1.1";
+
 /// The pre-instantiated component, typed by world.
 pub(crate) enum Pre {
     /// A scorer: `scorer` always; `frame-scorer` when the plugin was built
@@ -265,6 +268,28 @@ impl Instances {
         }
     }
 
+    /// Type-checks every interface the component exports against the contract,
+    /// blocking (at load, before anything is called): a new instance otherwise
+    /// checks only what its call uses, and a mismatched `frame-scorer` must
+    /// not go live to fail its first batch. The error names the interface.
+    pub(crate) fn check_exports(&self, limits: Limits) -> Result<(), String> {
+        block(async {
+            let mut warm = self.instantiate(limits).await.map_err(|e| e.to_string())?;
+            let Warm { store, plugin, .. } = &mut warm;
+            if let Bound::Scorer { instance, scorer, frames } = plugin {
+                let mismatch = |name: &str, e: wasmtime::Error| {
+                    format!("its export `{name}` does not match the contract: {e:#}")
+                };
+                scorer.get(store, instance).map_err(|e| mismatch(crate::World::Scorer.export_name(), e))?;
+                if let Some(frames) = frames {
+                    frames.get(store, instance).map_err(|e| mismatch(FRAME_SCORER, e))?;
+                }
+            }
+            self.give_back(warm);
+            Ok(())
+        })
+    }
+
     /// Calls `describe()`, blocking (at load).
     pub(crate) fn describe(&self, limits: Limits) -> Result<Metadata, CallError> {
         match block(self.call(limits, Request::Describe))?.value {
@@ -290,12 +315,7 @@ fn arm(store: &mut Store<HostState>, metered: bool, limits: Limits) -> Result<()
 async fn invoke(warm: &mut Warm, request: Request<'_>) -> wasmtime::Result<Answer> {
     let store = &mut warm.store;
     Ok(match (&mut warm.plugin, request) {
-        (Bound::Scorer { instance, scorer, frames }, Request::Describe) => {
-            // Describe runs once, at load: type-check every export there, so a
-            // component whose `frame-scorer` does not match never goes live.
-            if let Some(frames) = frames {
-                frames.get(store, instance)?;
-            }
+        (Bound::Scorer { instance, scorer, .. }, Request::Describe) => {
             Answer::Describe(scorer.get(store, instance)?.call_describe(store).await?)
         }
         (Bound::Extractor(p), Request::Describe) => {

@@ -88,6 +88,9 @@ impl PluginVersion {
             linkers.call.instantiate_pre(&component).map_err(|e| wrong_world(manifest.world, e))?;
         let pre = Pre::new(instance_pre, manifest.world).map_err(|e| wrong_world(manifest.world, e))?;
         let instances = Instances::new(engine.clone(), pre, label, limits.memory_bytes, manifest.instances);
+        instances
+            .check_exports(limits)
+            .map_err(|message| LoadError::WrongWorld { world: manifest.world.as_str().into(), message })?;
         let metadata = describe(&instances, limits, &manifest)?;
         let inputs = Layout::new(&metadata.inputs, metadata.open_inputs)
             .map_err(|m| LoadError::Metadata(format!("inputs: {m}")))?;

@@ -94,3 +94,11 @@ fn unusable_rows_of_a_frame_fail_alone() {
     let long = out[2].as_ref().unwrap_err().to_string();
     assert!(long.contains("1048576 bytes"), "{long}");
 }
+
+#[test]
+fn a_frame_scorer_of_the_wrong_type_is_refused_at_load() {
+    let e = crate::support::runtime().load(&crate::support::staged("hostile-frame")).unwrap_err();
+    assert!(matches!(e, scorehost::LoadError::WrongWorld { .. }), "{e:?}");
+    let message = e.to_string();
+    assert!(message.contains("`scorehost:plugin/frame-scorer@0.1.1` does not match"), "{message}");
+}
