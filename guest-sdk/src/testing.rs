@@ -79,16 +79,15 @@ impl<T: Scorer> Harness<T> {
     /// refuse keeps its own error. Compare it with [`Self::score`] row by row
     /// to check an overridden [`Scorer::score_frame`].
     pub fn score_batch(&self, rows: &[Json]) -> Vec<Result<Score>> {
-        let laid_out: Vec<Result<Row>> = rows.iter().map(|r| self.row(r)).collect();
-        let good: Vec<Row> = laid_out.iter().filter_map(|r| r.as_ref().ok().cloned()).collect();
+        let mut good = Vec::with_capacity(rows.len());
+        let refused: Vec<Option<PluginError>> =
+            rows.iter().map(|r| self.row(r).map(|row| good.push(row)).err()).collect();
         let mut scored = self.score_frame(&self.frame(&good)).into_iter();
-        laid_out
+        refused
             .into_iter()
-            .map(|r| match r {
-                Ok(_) => {
-                    scored.next().unwrap_or_else(|| Err(PluginError::internal("no result for this row")))
-                }
-                Err(e) => Err(e),
+            .map(|refused| match refused {
+                None => scored.next().unwrap_or_else(|| Err(PluginError::internal("no result for this row"))),
+                Some(e) => Err(e),
             })
             .collect()
     }

@@ -16,7 +16,7 @@ use crate::bindings::frames::{Frame, FrameScores};
 use crate::bindings::types::{self, FieldSpec, Row};
 use crate::error::CallError;
 use crate::layout::Layout;
-use crate::plugin::{MAX_REASON_CODE_BYTES, Scored, scored};
+use crate::plugin::{MAX_REASON_CODE_BYTES, MAX_REASONS, Scored, code_too_long, scored, too_many_reasons};
 use crate::snapshot;
 
 /// The rows of a batch the host accepted, in the shape the plugin takes them.
@@ -121,36 +121,27 @@ pub(crate) fn unpack(
     let mut reasons = out.reasons.iter().peekable();
     let mut results = Vec::with_capacity(rows);
     for (row, (&value, error)) in out.values.iter().zip(failed).enumerate() {
-        // A row with too many reasons is refused before its strings are built.
-        let take = if per_row[row] > crate::plugin::MAX_REASONS { 0 } else { per_row[row] };
-        // So is a row naming a code over the length cap: one long code can be
-        // named by every reason of every row, so it is never copied.
-        let mut own = Vec::with_capacity(take);
+        // The caps `scored` applies, checked before any string is built: one
+        // long code can be named by every reason of every row.
+        let count = per_row[row];
+        let mut own = Vec::with_capacity(if count > MAX_REASONS { 0 } else { count });
         let mut too_long = None;
         while let Some(r) = reasons.next_if(|r| r.row as usize == row) {
             let code = code(r.code);
             if code.len() > MAX_REASON_CODE_BYTES {
-                too_long = too_long.or(Some(code.len()));
-            } else if own.len() < take && too_long.is_none() {
+                too_long.get_or_insert(code.len());
+            } else if count <= MAX_REASONS && too_long.is_none() {
                 own.push(types::Reason { code: code.to_owned(), weight: r.weight });
             }
         }
-        results.push(match error {
-            Some(e) => Err(snapshot::plugin_error(e)),
-            None if too_long.is_some() && take == per_row[row] => Err(CallError::InvalidOutput {
-                message: format!(
-                    "a reason code of {} bytes returned; at most {MAX_REASON_CODE_BYTES} are accepted",
-                    too_long.unwrap_or_default()
-                ),
-            }),
-            None if take < per_row[row] => Err(CallError::InvalidOutput {
-                message: format!(
-                    "{} reasons returned; at most {} are accepted",
-                    per_row[row],
-                    crate::plugin::MAX_REASONS
-                ),
-            }),
-            None => scored(types::ScoreResult { value, reasons: own }),
+        results.push(if let Some(e) = error {
+            Err(snapshot::plugin_error(e))
+        } else if count > MAX_REASONS {
+            Err(too_many_reasons(count))
+        } else if let Some(len) = too_long {
+            Err(code_too_long(len))
+        } else {
+            scored(types::ScoreResult { value, reasons: own })
         });
     }
     Ok(results)
@@ -207,7 +198,7 @@ mod tests {
 
     #[test]
     fn too_many_reasons_fail_the_row_without_building_them() {
-        let many = (0..=crate::plugin::MAX_REASONS as u32).map(|_| reason(0, 0, 1.0)).collect();
+        let many = (0..=MAX_REASONS as u32).map(|_| reason(0, 0, 1.0)).collect();
         let got = unpack(2, answer(vec![0.5, 0.5], many), &inputs()).unwrap();
         let message = got[0].as_ref().unwrap_err().to_string();
         assert!(message.contains("257 reasons"), "{message}");

@@ -398,21 +398,29 @@ impl PluginVersion {
     }
 }
 
+/// A score with `n` > [`MAX_REASONS`] reasons (also checked by the frame path
+/// before it builds them).
+pub(crate) fn too_many_reasons(n: usize) -> CallError {
+    CallError::InvalidOutput { message: format!("{n} reasons returned; at most {MAX_REASONS} are accepted") }
+}
+
+/// A reason code of `len` > [`MAX_REASON_CODE_BYTES`] bytes.
+pub(crate) fn code_too_long(len: usize) -> CallError {
+    CallError::InvalidOutput {
+        message: format!(
+            "a reason code of {len} bytes returned; at most {MAX_REASON_CODE_BYTES} are accepted"
+        ),
+    }
+}
+
 /// Validates a score: it must be finite, and so must every reason weight; at
 /// most [`MAX_REASONS`] reasons of at most [`MAX_REASON_CODE_BYTES`] each.
 pub(crate) fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
     if s.reasons.len() > MAX_REASONS {
-        return Err(CallError::InvalidOutput {
-            message: format!("{} reasons returned; at most {MAX_REASONS} are accepted", s.reasons.len()),
-        });
+        return Err(too_many_reasons(s.reasons.len()));
     }
     if let Some(r) = s.reasons.iter().find(|r| r.code.len() > MAX_REASON_CODE_BYTES) {
-        return Err(CallError::InvalidOutput {
-            message: format!(
-                "a reason code of {} bytes returned; at most {MAX_REASON_CODE_BYTES} are accepted",
-                r.code.len()
-            ),
-        });
+        return Err(code_too_long(r.code.len()));
     }
     if !s.value.is_finite() {
         return Err(CallError::InvalidOutput {
