@@ -27,6 +27,8 @@
 #
 #   benches/load.sh                      # DURATION=10 CONNECTIONS=16 ROUNDS=3
 #   DURATION=5 ROUNDS=1 benches/load.sh  # quick pass
+#   WASMTIME_SERVE=0 benches/load.sh     # without the wasmtime serve servers
+#                                        # (no wasmtime-cli build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,19 +37,20 @@ CONNECTIONS=${CONNECTIONS:-16}
 ROUNDS=${ROUNDS:-3}
 PLOT=${PLOT:-docs/load.svg}
 TOOLS=${TOOLS:-$HOME/.cache/scorehost-tools}
-WASMTIME_VERSION=48.0.8
+WASMTIME_SERVE=${WASMTIME_SERVE:-1}
+WASMTIME_VERSION=50.0.1
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorehost-target}"
 
 command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null; }
 wasmtime="$TOOLS/bin/wasmtime"
-if ! "$wasmtime" --version 2>/dev/null | grep -q "^wasmtime $WASMTIME_VERSION\b"; then
+if [ "$WASMTIME_SERVE" = 1 ] && ! "$wasmtime" --version 2>/dev/null | grep -q "^wasmtime $WASMTIME_VERSION\b"; then
   echo "installing wasmtime-cli $WASMTIME_VERSION into $TOOLS (serve only; once)" >&2
   cargo install wasmtime-cli --version "=$WASMTIME_VERSION" --locked --no-default-features \
     --features run,serve,cranelift,component-model,component-model-async,pooling-allocator,parallel-compilation \
     --root "$TOOLS" --target-dir "$TOOLS/target" >&2
 fi
 cargo build --release --locked -p scorehost -p scorehost-benches --bin scorehost --bin native-baseline >&2
-cargo build --release --locked --target wasm32-wasip2 --manifest-path benches/wasi-http-logreg/Cargo.toml >&2
+[ "$WASMTIME_SERVE" = 1 ] && cargo build --release --locked --target wasm32-wasip2 --manifest-path benches/wasi-http-logreg/Cargo.toml >&2
 bin="$CARGO_TARGET_DIR/release"
 component="$CARGO_TARGET_DIR/wasm32-wasip2/release/wasi_http_logreg.wasm"
 work=$(mktemp -d)
@@ -91,13 +94,17 @@ start scorehost "$bin/scorehost" --cache-dir "$work/cache" serve --addr "127.0.0
 start scorehost-blocking "$bin/scorehost" --cache-dir "$work/cache" serve --addr "127.0.0.1:${port[scorehost-blocking]}" --call-mode blocking
 # The pooling allocator is wasmtime serve's fast path for an instance per
 # request; it is given every advantage scorehost has.
-start wasmtime-serve "$wasmtime" serve --addr "127.0.0.1:${port[wasmtime-serve]}" -O pooling-allocator=y -S cli=y "$component"
-start wasmtime-serve-reuse "$wasmtime" serve --addr "127.0.0.1:${port[wasmtime-serve-reuse]}" -O pooling-allocator=y -S cli=y \
-  --max-instance-reuse-count 1000 "$component"
+wt_servers=""
+if [ "$WASMTIME_SERVE" = 1 ]; then
+  wt_servers="wasmtime-serve wasmtime-serve-reuse"
+  start wasmtime-serve "$wasmtime" serve --addr "127.0.0.1:${port[wasmtime-serve]}" -O pooling-allocator=y -S cli=y "$component"
+  start wasmtime-serve-reuse "$wasmtime" serve --addr "127.0.0.1:${port[wasmtime-serve-reuse]}" -O pooling-allocator=y -S cli=y \
+    --max-instance-reuse-count 1000 "$component"
+fi
 
 # Same request, same answer: every server must score the payload alike before
 # anything is timed.
-for s in native scorehost wasmtime-serve wasmtime-serve-reuse; do
+for s in native scorehost $wt_servers; do
   answer=$(curl -sf -X POST -H 'content-type: application/json' --data-binary @"$work/logreg-1.json" \
     "http://127.0.0.1:${port[$s]}/v1/plugins/logreg/score") || { echo "$s did not answer 200" >&2; exit 1; }
   echo "$s: $answer" >&2
@@ -109,7 +116,7 @@ to_us() { # wrk latency like 512.00us / 1.20ms / 2.00s -> microseconds
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v*1000 } else { sub(/s$/, "", v); print v*1000000 } }'
 }
 
-scenarios=("logreg-1:/v1/plugins/logreg/score:native scorehost scorehost-blocking wasmtime-serve wasmtime-serve-reuse"
+scenarios=("logreg-1:/v1/plugins/logreg/score:native scorehost scorehost-blocking $wt_servers"
            "gbdt-1:/v1/plugins/gbdt/score:native scorehost scorehost-blocking"
            "logreg-100:/v1/plugins/logreg/score:native scorehost scorehost-blocking")
 results="$work/results.tsv"
