@@ -111,6 +111,7 @@ pub mod __private {
         let plugin = T::init(&Config::new(config))?;
         let metadata = plugin.metadata();
         let _ = cell.set(Loaded::new(plugin, metadata));
+        reserve_heap();
         Ok(())
     }
 
@@ -121,7 +122,23 @@ pub mod __private {
         let plugin = T::init(&Config::new(config))?;
         let metadata = plugin.metadata();
         let _ = cell.set(Loaded::new(plugin, metadata));
+        reserve_heap();
         Ok(())
+    }
+
+    /// Free heap the snapshot taken after `init` keeps for calls.
+    pub const HEAP_RESERVE: usize = 256 << 10;
+
+    /// Grows the heap by [`HEAP_RESERVE`] and frees it again, at the end of
+    /// `init`. The allocator keeps freed memory for later allocations and wasm
+    /// memory never shrinks, so the snapshot every instance starts from has
+    /// that much free heap and a call's allocations fit in it. Without it the
+    /// first allocation of every new instance grew linear memory: with
+    /// `fresh_per_call` that was two `mprotect`s per call in the host and the
+    /// grown pages zero-filled again when the instance was reset (callgrind,
+    /// `call-loop fresh`; docs/performance.md).
+    fn reserve_heap() {
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(HEAP_RESERVE)));
     }
 
     pub fn metadata<T>(cell: &OnceLock<Loaded<T>>) -> types::Metadata {
