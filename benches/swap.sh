@@ -22,14 +22,17 @@ PORT=${PORT:-18180}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorehost-target}"
 
 command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null; }
-cargo build --release --locked -p scorehost --bin scorehost >&2
+# The same package set as the other scripts, so features unify alike and
+# nothing is rebuilt between them.
+cargo build --release --locked -p scorehost -p scorehost-benches --bin scorehost >&2
 bin="$CARGO_TARGET_DIR/release/scorehost"
 work=$(mktemp -d)
 pid=""
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-staged=$(dirname "$(find "$CARGO_TARGET_DIR/release/build" -path '*/out/plugins/logreg/plugin.toml' | head -1)")
+# The newest staged build (older ones from other feature sets may linger).
+staged=$(dirname "$(ls -t "$CARGO_TARGET_DIR"/release/build/*/out/plugins/logreg/plugin.toml | head -1)")
 cp -r "$staged" "$work/v1"
 cp -r "$staged" "$work/v2"
 python3 - "$work/v2" <<'PY'

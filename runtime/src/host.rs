@@ -24,7 +24,7 @@ use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::wit_log;
 use crate::error::LoadError;
@@ -65,7 +65,11 @@ const STDERR_CAPTURE: usize = 64 << 10;
 
 /// The state of one store: one call, or one `init`.
 pub struct HostState {
-    wasi: WasiCtx,
+    /// The WASI context, built on the guest's first WASI call. Most calls make
+    /// none, and a context costs two sets of random generators, clocks and
+    /// stdio handles (`WasiCtxBuilder::build` leaves a fresh builder behind),
+    /// which is a measurable share of a fresh instance (`call-loop fresh`).
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     /// The memory cap, and whether the guest hit it.
     pub limiter: MemoryLimiter,
@@ -81,18 +85,18 @@ pub struct HostState {
 
 impl HostState {
     /// State for a call: no files, no environment, stderr captured. The
-    /// plugin's log lines count against `stats`' rate limit.
+    /// plugin's log lines count against `stats`' rate limit. `wasi` grants
+    /// more (the model directory, for `init`); without it the call's context
+    /// is built on first use.
     pub fn new(
         plugin: Arc<str>,
         stats: Arc<CallStats>,
         memory_limit: u64,
-        wasi: wasmtime_wasi::WasiCtxBuilder,
+        wasi: Option<WasiCtxBuilder>,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let mut wasi = wasi;
-        wasi.stderr(stderr.clone());
         Self {
-            wasi: wasi.build(),
+            wasi: wasi.map(|mut w| w.stderr(stderr.clone()).build()),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
@@ -133,7 +137,8 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let ctx = self.wasi.get_or_insert_with(|| WasiCtxBuilder::new().stderr(self.stderr.clone()).build());
+        WasiCtxView { ctx, table: &mut self.table }
     }
 }
 

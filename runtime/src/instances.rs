@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::bindings::frames::{Frame, FrameScores};
 use crate::bindings::types::{Metadata, PluginError, Row, ScoreResult};
@@ -193,8 +192,7 @@ impl Instances {
     /// A new store and instance. Its epoch callback yields to the executor at
     /// every tick and interrupts the guest when the call's ticks run out.
     async fn instantiate(&self, limits: Limits) -> Result<Warm, CallError> {
-        let state =
-            HostState::new(self.label.clone(), self.stats.clone(), self.memory_limit, WasiCtxBuilder::new());
+        let state = HostState::new(self.label.clone(), self.stats.clone(), self.memory_limit, None);
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut cx| {
