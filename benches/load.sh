@@ -19,7 +19,7 @@
 # logreg rows — runs wrk (one thread, CONNECTIONS connections, DURATION
 # seconds) against each server in turn, interleaved, ROUNDS times; prints the
 # medians (req/s, p50, p99, ratios to native and to wasmtime serve), checks the
-# targets of issue #6 and draws $PLOT (an SVG).
+# targets of issue #15 and draws $PLOT (an SVG).
 #
 # wasmtime serve runs only the logreg-1 scenario (its component is logreg only).
 # Run time ≈ (5 + 3 + 3) x ROUNDS x DURATION seconds, plus builds; the first
