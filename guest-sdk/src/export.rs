@@ -127,7 +127,7 @@ pub mod __private {
     }
 
     /// Free heap the snapshot taken after `init` keeps for calls.
-    pub const HEAP_RESERVE: usize = 256 << 10;
+    const HEAP_RESERVE: usize = 256 << 10;
 
     /// Grows the heap by [`HEAP_RESERVE`] and frees it again, at the end of
     /// `init`. The allocator keeps freed memory for later allocations and wasm

@@ -1,7 +1,8 @@
 //! Warm instances: a clean call leaves its instance for the next call of the
 //! same version; a trap or a budget hit throws it away; `[instances]` in the
-//! manifest retires instances after `max_reuse` calls or never reuses them; and
-//! calls, running on the async workers, yield to other requests while they run.
+//! manifest retires instances after `max_reuse` calls or never reuses them;
+//! calls, running on the async workers, yield to other requests while they
+//! run; and a fresh instance finds the pages of the last one resident.
 
 use std::time::{Duration, Instant};
 
