@@ -4,7 +4,8 @@
 #
 # Serves, on loopback, logreg plus every hostile plugin (an infinite loop
 # stopped by fuel, one stopped by its 50 ms deadline on every call, a memory
-# bomb, unbounded recursion, a panic, and unusable output) twice: once as
+# bomb, unbounded recursion, a panic, unusable output, and host-call abuse:
+# random bytes and 1 MiB log lines until the deadline) twice: once as
 # shipped (circuit breakers armed) and once with every breaker disarmed — the
 # control that shows what the breaker is worth. Then, interleaved, ROUNDS times:
 #
@@ -32,13 +33,15 @@ CONNECTIONS=${CONNECTIONS:-16}
 HOSTILE_RATE=${HOSTILE_RATE:-1200}
 source benches/common.sh
 
-hostile=(hostile-loop hostile-deadline hostile-alloc hostile-recursion hostile-panic hostile-output)
+hostile=(hostile-loop hostile-deadline hostile-alloc hostile-recursion hostile-panic hostile-output hostile-host)
 "$bin/stage-plugins" "$work/armed" logreg "${hostile[@]}" >/dev/null
 "$bin/stage-plugins" "$work/disarmed" --no-breaker logreg "${hostile[@]}" >/dev/null
 echo '{"features": {"amount_usd_log": 6.0, "cross_border": true, "email_domain_free": true, "email_domain_disposable": false, "email_local_digits": 3, "is_night": true, "mcc_high_risk": false, "ip_private": false}}' >"$work/logreg.json"
 echo '{"features": {}}' >"$work/empty.json"
 echo '{"features": {"mode": "huge"}}' >"$work/huge.json"
 echo '{"features": {"mode": "nan"}}' >"$work/nan.json"
+echo '{"features": {"mode": "random-loop"}}' >"$work/random.json"
+echo '{"features": {"mode": "log-loop"}}' >"$work/log.json"
 
 serve armed 18181 "$work/armed"
 serve disarmed 18182 "$work/disarmed"
@@ -59,6 +62,9 @@ hammer_hostile() { # port seconds -> json
   done
   t+=(--target "output-huge,/v1/plugins/hostile-output/score,$work/huge.json,1")
   t+=(--target "output-nan,/v1/plugins/hostile-output/score,$work/nan.json,1")
+  # Host-call abuse: random bytes and 1 MiB log lines until the deadline.
+  t+=(--target "host-random,/v1/plugins/hostile-host/score,$work/random.json,1")
+  t+=(--target "host-log,/v1/plugins/hostile-host/score,$work/log.json,1")
   "$bin/hammer" --addr "127.0.0.1:$1" --duration "$2" --connections 32 --rate "$HOSTILE_RATE" "${t[@]}"
 }
 

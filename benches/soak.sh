@@ -29,7 +29,7 @@ SAMPLE=${SAMPLE:-2}
 WARMUP_PCT=${WARMUP_PCT:-20}
 source benches/common.sh
 
-hostile=(hostile-loop hostile-deadline hostile-alloc hostile-recursion hostile-panic hostile-output)
+hostile=(hostile-loop hostile-deadline hostile-alloc hostile-recursion hostile-panic hostile-output hostile-host)
 "$bin/stage-plugins" "$work/plugins" txn-features logreg gbdt "${hostile[@]}" >/dev/null
 
 python3 - "$work" <<'PY'
@@ -45,6 +45,9 @@ bodies = {
     "logreg": {"features": logreg}, "gbdt": {"features": gbdt}, "txn": {"event": event},
     "batch": {"instances": [logreg] * 20}, "empty": {"features": {}}, "huge": {"features": {"mode": "huge"}},
     "nan": {"features": {"mode": "nan"}}, "invalid": {"features": {"is_night": "yes"}},
+    "typo": {"features": {**logreg, "amount_usd_lg": 6.0}}, "both": {"features": logreg, "instances": [logreg]},
+    "host-random": {"features": {"mode": "random-loop"}}, "host-big": {"features": {"mode": "random-big"}},
+    "host-stdout": {"features": {"mode": "stdout-loop"}}, "host-error": {"features": {"mode": "huge-error"}},
 }
 for name, body in bodies.items():
     json.dump(body, open(os.path.join(work, name + ".json"), "w"))
@@ -65,7 +68,13 @@ good=(
 bad=(--target "output-huge,/v1/plugins/hostile-output/score,$work/huge.json,1"
      --target "output-nan,/v1/plugins/hostile-output/score,$work/nan.json,1"
      --target "malformed,/v1/plugins/logreg/score,$work/malformed.json,1"
-     --target "invalid,/v1/plugins/logreg/score,$work/invalid.json,1")
+     --target "invalid,/v1/plugins/logreg/score,$work/invalid.json,1"
+     --target "typo,/v1/plugins/logreg/score,$work/typo.json,1"
+     --target "both,/v1/plugins/logreg/score,$work/both.json,1"
+     --target "host-random,/v1/plugins/hostile-host/score,$work/host-random.json,1"
+     --target "host-big,/v1/plugins/hostile-host/score,$work/host-big.json,1"
+     --target "host-stdout,/v1/plugins/hostile-host/score,$work/host-stdout.json,1"
+     --target "host-error,/v1/plugins/hostile-output/score,$work/host-error.json,1")
 for p in hostile-loop hostile-deadline hostile-alloc hostile-recursion hostile-panic; do
   bad+=(--target "$p,/v1/plugins/$p/score,$work/empty.json,1")
 done
@@ -97,7 +106,9 @@ expected = {
     "hostile-alloc": {"500 memory_limit"}, "hostile-recursion": {"500 stack_overflow"},
     "hostile-panic": {"500 guest_trap"}, "output-huge": {"500 invalid_output"},
     "output-nan": {"500 invalid_output"}, "malformed": {"400 malformed_request"},
-    "invalid": {"422 invalid_input"},
+    "invalid": {"422 invalid_input"}, "typo": {"422 invalid_input"}, "both": {"400 malformed_request"},
+    "host-random": {"504 deadline_exceeded"}, "host-big": {"500 guest_trap"},
+    "host-stdout": {"500 guest_trap"}, "host-error": {"500 plugin_error"},
 }
 quarantined = "503 plugin_quarantined"
 failures = []
@@ -108,7 +119,7 @@ for name, t in soak["targets"].items():
     outcomes = ", ".join(f"{k}: {n}" for k, n in sorted(t["outcomes"].items(), key=lambda kv: -kv[1]))
     print(f"{name:<18} {t['requests']:>9} {t['p50_us']:>8} {t['p99_us']:>9}  {outcomes}")
     allowed = set(expected[name])
-    if name.startswith(("hostile", "output")):
+    if name.startswith(("hostile", "output", "host-")):
         allowed.add(quarantined)
     unexpected = {k: n for k, n in t["outcomes"].items() if k not in allowed}
     if unexpected:

@@ -26,6 +26,7 @@ const PLUGINS: &[&str] = &[
     "slow",
     "contract-0-1-0",
     "hostile-frame",
+    "hostile-host",
 ];
 
 fn main() {

@@ -128,12 +128,25 @@ impl BreakerPolicy {
     }
 }
 
-/// Whether a failed call counts against the plugin. `plugin_deadline` is the
-/// plugin's own deadline: a call stopped earlier ran under a deadline the
-/// caller asked for.
+/// Whether `e` is a deadline hit of a call that spent most of its deadline
+/// waiting for a busy host (it ran less than half of it). Such a call tells
+/// nothing about the plugin: the breaker neither counts it as a fault nor as
+/// a success ([`Pass::abstain`]), so a flood of a slow but healthy plugin's
+/// calls cannot quarantine it, and a plugin that spins until its deadline is
+/// still caught by the calls that did run.
+pub fn starved(e: &CallError) -> bool {
+    matches!(e, CallError::DeadlineExceeded { deadline, ran } if *ran * 2 < *deadline)
+}
+
+/// Whether a failed call counts against the plugin: only faults the plugin
+/// caused do. `plugin_deadline` is the plugin's own deadline for the call (a
+/// batch's scales with its rows): a call stopped earlier ran under a deadline
+/// the caller asked for, and a call that spent most of its deadline waiting
+/// for a busy host (it ran less than half of it) was stopped by the host's
+/// load, not by the plugin.
 pub fn is_fault(e: &CallError, plugin_deadline: Duration) -> bool {
     match e {
-        CallError::DeadlineExceeded { deadline } => *deadline >= plugin_deadline,
+        CallError::DeadlineExceeded { deadline, .. } => *deadline >= plugin_deadline && !starved(e),
         _ => matches!(
             e.kind(),
             ErrorKind::OutOfFuel
@@ -383,6 +396,15 @@ impl Pass<'_> {
         self.finished = true;
         self.guard.record(self.probe, fault);
     }
+
+    /// Ends the call without a verdict (see [`starved`]): it counts neither
+    /// way, and a probe lets the next call probe again.
+    pub fn abstain(mut self) {
+        self.finished = true;
+        if self.probe {
+            self.guard.reopen_now();
+        }
+    }
 }
 
 impl Drop for Pass<'_> {
@@ -474,8 +496,12 @@ mod tests {
     fn caller_faults_and_tightened_deadlines_do_not_count() {
         let own = Duration::from_millis(100);
         assert!(!is_fault(&CallError::invalid_input("x"), own));
-        assert!(!is_fault(&CallError::DeadlineExceeded { deadline: Duration::from_millis(5) }, own));
-        assert!(is_fault(&CallError::DeadlineExceeded { deadline: own }, own));
+        let ms = Duration::from_millis;
+        assert!(!is_fault(&CallError::DeadlineExceeded { deadline: ms(5), ran: ms(5) }, own));
+        assert!(is_fault(&CallError::DeadlineExceeded { deadline: own, ran: own }, own));
+        // Stopped by a busy host: it waited for a thread most of its deadline.
+        let waited = CallError::DeadlineExceeded { deadline: own, ran: own / 4 };
+        assert!(!is_fault(&waited, own) && starved(&waited));
         assert!(is_fault(&CallError::GuestTrap { message: "x".into() }, own));
         assert!(!is_fault(&CallError::Overloaded { message: "x".into() }, own));
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::limits::MAX_MEMORY_MIB;
+use crate::limits::{MAX_MEMORY_MIB, MAX_TABLE_ELEMENTS};
 
 /// How often the epoch advances: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -133,6 +133,7 @@ fn config(pool: PoolSize) -> Config {
     p.max_tables_per_component(8);
     p.max_tables_per_module(2);
     p.max_memory_size((MAX_MEMORY_MIB << 20) as usize);
+    p.table_elements(MAX_TABLE_ELEMENTS);
     // Measured with `cargo bench -p scorehost-benches --bench call -- call/logreg/wasm`
     // (median per call, fresh instance): defaults 34.6 µs; 2 MiB kept resident
     // 34.5 µs; 256 KiB 35.6 µs; 64 KiB 31.6 µs; 64 KiB + decommits batched by 16

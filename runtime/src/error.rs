@@ -88,10 +88,17 @@ pub enum CallError {
         budget: u64,
     },
     /// See [`ErrorKind::DeadlineExceeded`].
-    #[error("deadline exceeded: the call was stopped after {deadline:?}")]
+    #[error(
+        "deadline exceeded: the call was stopped after {deadline:?} (the plugin itself ran {ran:?} of it)"
+    )]
     DeadlineExceeded {
         /// The deadline it had.
         deadline: Duration,
+        /// How long the call was on a thread (guest code and host calls);
+        /// the rest it spent waiting for a busy host. The circuit breaker
+        /// counts a deadline hit against the plugin only if it ran at least
+        /// half of its deadline ([`crate::breaker::is_fault`]).
+        ran: Duration,
     },
     /// See [`ErrorKind::MemoryLimit`].
     #[error("memory limit: the instance tried to grow to {requested} bytes, over its cap of {limit} bytes")]

@@ -15,6 +15,7 @@
 //! epoch deadlines.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
@@ -22,12 +23,14 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+use wasmtime_wasi::p2::bindings::random as wasi_random;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
+use wasmtime_wasi::random::WasiRandomView;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::wit_log;
 use crate::error::LoadError;
+use crate::host_budget::{HostBudget, MAX_RANDOM_BYTES, MAX_RESOURCES};
 use crate::limits::MemoryLimiter;
 use crate::manifest::World;
 use crate::stats::CallStats;
@@ -79,8 +82,8 @@ pub struct HostState {
     stats: Arc<CallStats>,
     stderr: MemoryOutputPipe,
     log_lines: u32,
-    /// Epoch ticks the current call has left before its deadline.
-    pub(crate) ticks_left: u64,
+    /// The current call's deadline and fuel as host functions see them.
+    pub(crate) budget: HostBudget,
 }
 
 impl HostState {
@@ -95,23 +98,27 @@ impl HostState {
         wasi: Option<WasiCtxBuilder>,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let budget = HostBudget::default();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
-            wasi: wasi.map(|mut w| w.stderr(stderr.clone()).build()),
-            table: ResourceTable::new(),
+            wasi: wasi.map(|mut w| w.stderr(stderr.clone()).stdout(budget.stdout()).build()),
+            table,
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
             stats,
             stderr,
             log_lines: 0,
-            ticks_left: 0,
+            budget,
         }
     }
 
     /// Readies the state for the next call on the same instance: a fresh log
-    /// allowance and `ticks` epoch ticks of deadline.
-    pub(crate) fn start_call(&mut self, ticks: u64) {
+    /// allowance, the call's wall-clock `deadline` (none for an unmetered
+    /// engine) and its `fuel`, for host functions to charge.
+    pub(crate) fn start_call(&mut self, deadline: Option<Instant>, fuel: u64) {
         self.log_lines = 0;
-        self.ticks_left = ticks;
+        self.budget.start(deadline, fuel);
     }
 
     /// Whether the guest ever wrote to stderr (a reused instance must not have).
@@ -137,7 +144,9 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        let ctx = self.wasi.get_or_insert_with(|| WasiCtxBuilder::new().stderr(self.stderr.clone()).build());
+        let ctx = self.wasi.get_or_insert_with(|| {
+            WasiCtxBuilder::new().stderr(self.stderr.clone()).stdout(self.budget.stdout()).build()
+        });
         WasiCtxView { ctx, table: &mut self.table }
     }
 }
@@ -148,7 +157,9 @@ pub const MAX_LOG_LINE: usize = 1024;
 pub const MAX_LOG_LINES: u32 = 100;
 
 impl wit_log::Host for HostState {
-    fn log(&mut self, level: wit_log::Level, message: String) {
+    fn log(&mut self, level: wit_log::Level, message: String) -> wasmtime::Result<()> {
+        // The message was lifted from guest memory: its bytes count, logged or not.
+        self.budget.charge(message.len() as u64)?;
         // A line the log filter would discard costs no budget.
         let enabled = match level {
             wit_log::Level::Trace => tracing::enabled!(target: "plugin", tracing::Level::TRACE),
@@ -158,11 +169,11 @@ impl wit_log::Host for HostState {
             wit_log::Level::Error => tracing::enabled!(target: "plugin", tracing::Level::ERROR),
         };
         if !enabled {
-            return;
+            return Ok(());
         }
-        let Some(message) = admit_log_line(&mut self.log_lines, message) else { return };
+        let Some(message) = admit_log_line(&mut self.log_lines, message) else { return Ok(()) };
         if !self.stats.admit_log_line(&self.plugin) {
-            return;
+            return Ok(());
         }
         let (plugin, version) = self.plugin.split_once('@').unwrap_or((&self.plugin, ""));
         // Empty outside a request (init, `scorehost call`).
@@ -184,15 +195,21 @@ impl wit_log::Host for HostState {
                 tracing::error!(target: "plugin", plugin, version, %request_id, "{message}")
             }
         }
+        Ok(())
     }
 }
 
 /// Applies the log limits: counts the line against `lines`, drops it past
-/// [`MAX_LOG_LINES`], cuts it at [`MAX_LOG_LINE`] bytes (on a char boundary).
+/// [`MAX_LOG_LINES`], cuts it at [`MAX_LOG_LINE`] bytes (on a char boundary),
+/// and escapes control characters, so a plugin's message stays on its own
+/// line and cannot forge host log lines (`\n2026-… INFO …`) in text format.
 fn admit_log_line(lines: &mut u32, mut message: String) -> Option<String> {
     *lines += 1;
     if *lines > MAX_LOG_LINES {
         return None;
+    }
+    if message.contains(char::is_control) {
+        message = message.chars().flat_map(EscapeControl::new).collect();
     }
     if message.len() > MAX_LOG_LINE {
         let mut cut = MAX_LOG_LINE;
@@ -206,6 +223,28 @@ fn admit_log_line(lines: &mut u32, mut message: String) -> Option<String> {
         message.push_str(" [log limit reached: further lines of this call are dropped]");
     }
     Some(message)
+}
+
+/// A char, or its escape (`\n`, `\u{1b}`) if it is a control character.
+enum EscapeControl {
+    Plain(std::iter::Once<char>),
+    Escaped(std::char::EscapeDefault),
+}
+
+impl EscapeControl {
+    fn new(c: char) -> Self {
+        if c.is_control() { Self::Escaped(c.escape_default()) } else { Self::Plain(std::iter::once(c)) }
+    }
+}
+
+impl Iterator for EscapeControl {
+    type Item = char;
+    fn next(&mut self) -> Option<char> {
+        match self {
+            Self::Plain(c) => c.next(),
+            Self::Escaped(e) => e.next(),
+        }
+    }
 }
 
 /// Which flavour of the WASI I/O bindings a linker carries.
@@ -230,9 +269,10 @@ pub fn linker(engine: &Engine, io: HostIo) -> wasmtime::Result<Linker<HostState>
     clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(&mut l, HostState::clocks)?;
     // Our own monotonic clock: `now` works, timers trap (the `Host` impl below).
     clocks::monotonic_clock::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
-    random::random::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
-    random::insecure::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
-    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(&mut l, HostState::random)?;
+    // Our own random: bounded and charged per call (the impls below).
+    random::random::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
+    random::insecure::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
+    random::insecure_seed::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
     cli::exit::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     cli::environment::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     cli::stdin::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
@@ -324,9 +364,46 @@ pub fn check_exports(engine: &Engine, component: &Component, world: World) -> Re
     })
 }
 
+/// WASI random, bounded: at most [`MAX_RANDOM_BYTES`] per host call, every
+/// byte charged to the call (`host_budget.rs`); the bytes come from
+/// wasmtime-wasi's generators.
+impl wasi_random::random::Host for HostState {
+    fn get_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        HostBudget::cap("wasi:random/random.get-random-bytes", len, MAX_RANDOM_BYTES)?;
+        self.budget.charge(len)?;
+        wasi_random::random::Host::get_random_bytes(self.random(), len)
+    }
+
+    fn get_random_u64(&mut self) -> wasmtime::Result<u64> {
+        self.budget.charge(8)?;
+        wasi_random::random::Host::get_random_u64(self.random())
+    }
+}
+
+impl wasi_random::insecure::Host for HostState {
+    fn get_insecure_random_bytes(&mut self, len: u64) -> wasmtime::Result<Vec<u8>> {
+        HostBudget::cap("wasi:random/insecure.get-insecure-random-bytes", len, MAX_RANDOM_BYTES)?;
+        self.budget.charge(len)?;
+        wasi_random::insecure::Host::get_insecure_random_bytes(self.random(), len)
+    }
+
+    fn get_insecure_random_u64(&mut self) -> wasmtime::Result<u64> {
+        self.budget.charge(8)?;
+        wasi_random::insecure::Host::get_insecure_random_u64(self.random())
+    }
+}
+
+impl wasi_random::insecure_seed::Host for HostState {
+    fn insecure_seed(&mut self) -> wasmtime::Result<(u64, u64)> {
+        self.budget.charge(16)?;
+        wasi_random::insecure_seed::Host::insecure_seed(self.random())
+    }
+}
+
 /// The monotonic clock plugins see: readable, but with no timers.
 impl wasmtime_wasi::p2::bindings::clocks::monotonic_clock::Host for HostState {
     fn now(&mut self) -> wasmtime::Result<u64> {
+        self.budget.charge(8)?;
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
         Ok(START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64)
     }
@@ -371,5 +448,13 @@ mod tests {
         }
         assert!(admit_log_line(&mut lines, "x".into()).unwrap().contains("log limit reached"));
         assert_eq!(admit_log_line(&mut lines, "x".into()), None);
+    }
+
+    #[test]
+    fn log_lines_cannot_forge_host_lines() {
+        let forged = "ok\n2026-12-02T00:00:00Z  INFO scorehost: admin token rotated\r\u{1b}[2J";
+        let line = admit_log_line(&mut 0, forged.into()).unwrap();
+        assert!(!line.contains(['\n', '\r', '\u{1b}']), "{line}");
+        assert_eq!(line, "ok\\n2026-12-02T00:00:00Z  INFO scorehost: admin token rotated\\r\\u{1b}[2J");
     }
 }

@@ -8,13 +8,15 @@
 //! stderr output, a cancelled future — throws the instance away.
 //!
 //! The epoch callback yields to the executor at every tick, so a slow plugin
-//! occupies an async worker for at most one tick at a time.
+//! occupies an async worker for at most one tick at a time. At each tick it
+//! also compares the wall clock with the call's deadline and takes the fuel
+//! host calls charged (`host_budget.rs`) from the store.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::{Instance, InstancePre};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::{AsContext, Store, UpdateDeadline};
 
 use crate::bindings::frames::{Frame, FrameScores};
 use crate::bindings::types::{Metadata, PluginError, Row, ScoreResult};
@@ -22,6 +24,7 @@ use crate::bindings::{extractor, frame_scorer, scorer_exports};
 use crate::engine::HostEngine;
 use crate::error::CallError;
 use crate::host::HostState;
+use crate::host_budget::HostStop;
 use crate::limits::Limits;
 use crate::manifest::InstancePolicy;
 use crate::plugin::Outcome;
@@ -196,11 +199,16 @@ impl Instances {
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut cx| {
-            let state = cx.data_mut();
-            if state.ticks_left <= 1 {
+            // Wall-clock: time in host calls, or waiting for a busy executor
+            // after a yield, counts however few ticks the guest saw.
+            if cx.data().budget.past_deadline() {
                 return Ok(UpdateDeadline::Interrupt);
             }
-            state.ticks_left -= 1;
+            // Host work and guest work share the fuel: stop when they meet.
+            let charged = cx.data_mut().budget.charged()?;
+            if charged > 0 && charged >= cx.as_context().get_fuel()? {
+                return Err(HostStop::Fuel.into());
+            }
             Ok(UpdateDeadline::Yield(1))
         });
         arm(&mut store, self.engine.metered(), limits)?;
@@ -216,7 +224,7 @@ impl Instances {
         };
         match plugin {
             Ok(plugin) => Ok(Warm { store, plugin, calls: 0 }),
-            Err(e) => Err(trap::classify(e, &store, limits.fuel, limits.deadline)),
+            Err(e) => Err(trap::classify(e, &store, limits.fuel, limits.deadline, limits.deadline)),
         }
     }
 
@@ -233,11 +241,30 @@ impl Instances {
             None => self.instantiate(limits).await?,
         };
         arm(&mut warm.store, self.engine.metered(), limits)?;
-        let result = invoke(&mut warm, request).await;
+        // Time on a thread, summed over polls: a deadline hit after waiting
+        // for a busy executor is the host's doing, not the plugin's.
+        let mut ran = Duration::ZERO;
+        let mut result = {
+            let mut call = std::pin::pin!(invoke(&mut warm, request));
+            std::future::poll_fn(|cx| {
+                let polled = Instant::now();
+                let p = call.as_mut().poll(cx);
+                ran += polled.elapsed();
+                p
+            })
+            .await
+        };
         self.stats.memory(warm.store.data().limiter.peak());
         // (Asking an unmetered store for its fuel builds an error, backtrace and all.)
         let fuel_used = match self.engine.metered() {
-            true => limits.fuel - warm.store.get_fuel().unwrap_or(0),
+            true => {
+                // Host work counts as fuel used: a call whose guest and host
+                // work together ran past the budget fails.
+                if let (Ok(_), Err(e)) = (&result, charge_host_work(&mut warm.store)) {
+                    result = Err(e);
+                }
+                limits.fuel - warm.store.get_fuel().unwrap_or(0)
+            }
             false => 0,
         };
         match result {
@@ -248,7 +275,7 @@ impl Instances {
                 Ok(Outcome { value, fuel_used, elapsed })
             }
             // The instance is dropped here: nothing of a failed call survives.
-            Err(e) => Err(trap::classify(e, &warm.store, limits.fuel, limits.deadline)),
+            Err(e) => Err(trap::classify(e, &warm.store, limits.fuel, limits.deadline, ran)),
         }
     }
 
@@ -300,12 +327,28 @@ impl Instances {
 /// Readies `store` for a call: a fresh log allowance and, unless the engine is
 /// [`HostEngine::unmetered`], all of the call's fuel and all of its deadline.
 fn arm(store: &mut Store<HostState>, metered: bool, limits: Limits) -> Result<(), CallError> {
-    store.data_mut().start_call(HostEngine::deadline_ticks(limits.deadline));
     if !metered {
+        store.data_mut().start_call(None, u64::MAX);
         return Ok(());
     }
+    store.data_mut().start_call(Some(Instant::now() + limits.deadline), limits.fuel);
     store.set_fuel(limits.fuel).map_err(|e| CallError::GuestTrap { message: format!("{e:#}") })?;
     store.set_epoch_deadline(1);
+    Ok(())
+}
+
+/// Takes the fuel host calls charged from the store's fuel at the end of a
+/// call; fails the call (as out of fuel) when there is not that much left.
+fn charge_host_work(store: &mut Store<HostState>) -> wasmtime::Result<()> {
+    let charged = store.data_mut().budget.charged()?;
+    if charged == 0 {
+        return Ok(());
+    }
+    let left = store.get_fuel()?;
+    store.set_fuel(left.saturating_sub(charged))?;
+    if left < charged {
+        return Err(HostStop::Fuel.into());
+    }
     Ok(())
 }
 

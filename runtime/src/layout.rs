@@ -11,6 +11,7 @@ use serde_json::{Map, Number, Value as Json};
 use crate::bindings::frames::Frame;
 use crate::bindings::types::{Field, FieldSpec, Row, Value, ValueKind};
 use crate::error::CallError;
+use crate::manifest::{InputPolicy, Undeclared};
 
 /// Largest integer magnitude an `int` input may have (exact in an f64 slot).
 pub const MAX_EXACT_INT: i64 = 1 << 53;
@@ -18,6 +19,16 @@ pub const MAX_EXACT_INT: i64 = 1 << 53;
 pub const MAX_OUTPUT_TEXT_BYTES: usize = 64 << 10;
 /// Longest floats output a plugin may return, in elements.
 pub const MAX_OUTPUT_FLOATS: usize = 64 << 10;
+/// Most fields a plugin may declare as inputs, or as outputs. A declaration
+/// sizes every row the host builds for it (one slot per field), so it is what
+/// a request costs in host memory; see also [`MAX_REQUEST_SLOTS`].
+pub const MAX_DECLARED_FIELDS: usize = 4096;
+/// Longest declared field name, in bytes.
+pub const MAX_FIELD_NAME_BYTES: usize = 256;
+/// Most slots (rows × declared fields) the host lays out for one request:
+/// 2^20, 8 MiB of numbers. Past it a batch is refused before anything is
+/// allocated, naming the numbers.
+pub const MAX_REQUEST_SLOTS: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -41,12 +52,26 @@ pub struct Layout {
     texts: usize,
     vectors: usize,
     open: bool,
+    /// What [`Self::row`] does with an undeclared field of closed inputs.
+    undeclared: Undeclared,
+    /// Undeclared fields passed over silently (`[inputs] ignore`).
+    ignored: Vec<String>,
 }
 
 impl Layout {
     /// Lays out `specs`; `open` passes undeclared input fields by name. Fails on a
     /// duplicate name (a plugin bug, reported at load).
     pub fn new(specs: &[FieldSpec], open: bool) -> Result<Self, String> {
+        if specs.len() > MAX_DECLARED_FIELDS {
+            return Err(format!("{} fields declared, over the limit of {MAX_DECLARED_FIELDS}", specs.len()));
+        }
+        if let Some(long) = specs.iter().find(|s| s.name.len() > MAX_FIELD_NAME_BYTES) {
+            return Err(format!(
+                "a field name of {} bytes (`{}…`), over the limit of {MAX_FIELD_NAME_BYTES}",
+                long.name.len(),
+                long.name.chars().take(32).collect::<String>()
+            ));
+        }
         let mut layout = Layout {
             specs: specs.to_vec(),
             index: FxHashMap::with_capacity_and_hasher(specs.len(), Default::default()),
@@ -56,6 +81,8 @@ impl Layout {
             texts: 0,
             vectors: 0,
             open,
+            undeclared: Undeclared::Refuse,
+            ignored: Vec::new(),
         };
         for (i, spec) in specs.iter().enumerate() {
             let counter = match spec.kind {
@@ -75,6 +102,51 @@ impl Layout {
         Ok(layout)
     }
 
+    /// These inputs with the manifest's policy for undeclared fields (the
+    /// default refuses them; `ignore` lists those passed over silently).
+    pub fn with_policy(mut self, policy: &InputPolicy) -> Self {
+        self.undeclared = policy.undeclared;
+        self.ignored = policy.ignore.clone();
+        self
+    }
+
+    /// Refuses a request of `rows` rows whose layout would take more than
+    /// [`MAX_REQUEST_SLOTS`] slots, before anything is allocated for it.
+    pub fn check_request(&self, rows: usize) -> Result<(), CallError> {
+        let width = self.specs.len().max(1);
+        if rows.saturating_mul(width) > MAX_REQUEST_SLOTS {
+            return Err(CallError::invalid_input(format!(
+                "{rows} rows × {width} declared inputs = {} slots, over the limit of {MAX_REQUEST_SLOTS} \
+                 per request: send fewer rows per batch",
+                rows.saturating_mul(width)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The fields of `obj` these inputs do not declare, in `obj`'s order:
+    /// what a plugin whose policy is [`Undeclared::Report`] reports. Empty
+    /// for open inputs.
+    pub fn undeclared<'a>(&self, obj: &'a Map<String, Json>) -> Vec<&'a str> {
+        if self.open {
+            return Vec::new();
+        }
+        obj.keys()
+            .filter(|k| !self.index.contains_key(k.as_str()) && !self.ignored.contains(k))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Whether `name` is a declared field.
+    pub fn declares(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Whether a call may carry `name`: declared, or ignored by the policy.
+    pub fn accepts(&self, name: &str) -> bool {
+        self.open || self.declares(name) || self.ignored.iter().any(|i| i == name)
+    }
+
     /// How many slots a row has of each kind: (numbers, texts, vectors).
     pub fn widths(&self) -> (usize, usize, usize) {
         (self.numbers, self.texts, self.vectors)
@@ -86,7 +158,8 @@ impl Layout {
     }
 
     /// Builds the positional row for a JSON object of named features.
-    /// Undeclared keys are ignored (or passed by name for open inputs).
+    /// Undeclared keys are refused, naming them, or ignored (as the policy
+    /// says; see [`Self::with_policy`]), or passed by name for open inputs.
     ///
     /// A number slot that stays NaN was not given: every value written is
     /// finite (non-finite numbers are refused, ints and booleans are exact),
@@ -140,6 +213,8 @@ impl Layout {
             let Some(slot) = self.index.get(name).map(|&i| &self.slots[i]) else {
                 if self.open {
                     extra.push(Field { name: name.clone(), value: any_value(name, value)? });
+                } else if self.undeclared == Undeclared::Refuse && !self.ignored.contains(name) {
+                    return Err(self.refuse_undeclared(obj));
                 }
                 continue;
             };
@@ -183,6 +258,25 @@ impl Layout {
         Ok(())
     }
 
+    /// The error for an object with undeclared fields: names them all, and
+    /// what is declared when that list is short enough to read.
+    fn refuse_undeclared(&self, obj: &Map<String, Json>) -> CallError {
+        let names: Vec<String> = self.undeclared(obj).iter().take(20).map(|n| format!("`{n}`")).collect();
+        let declared = if self.specs.len() <= 40 {
+            let d: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
+            format!(" (declared: {})", d.join(", "))
+        } else {
+            String::new()
+        };
+        CallError::invalid_input(format!(
+            "undeclared field{} {}: the plugin does not read {}{declared}; a misspelled name? \
+             (a plugin can accept and report them instead: `[inputs] undeclared = \"report\"`)",
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+        ))
+    }
+
     /// Turns a positional output row back into named JSON. A row of the wrong
     /// shape, or a non-finite float, is the plugin's fault.
     pub fn named(&self, row: &Row) -> Result<Map<String, Json>, CallError> {
@@ -215,6 +309,21 @@ impl Layout {
                 v.len()
             )));
         }
+        // `missing` lists number slots, each once, ascending: checked here in
+        // one pass (it was searched per slot, outputs × missing host work).
+        if row.missing.len() > self.numbers
+            || row.missing.windows(2).any(|w| w[0] >= w[1])
+            || row.missing.last().is_some_and(|&i| i as usize >= self.numbers)
+        {
+            return Err(CallError::InvalidOutput {
+                message: format!(
+                    "`missing` must list distinct number slots below {} in ascending order; it has {} entries",
+                    self.numbers,
+                    row.missing.len()
+                ),
+            });
+        }
+        let mut missing = row.missing.iter().peekable();
         let mut out = Map::with_capacity(self.specs.len());
         for (spec, slot) in self.specs.iter().zip(&self.slots) {
             let i = slot.index;
@@ -223,7 +332,7 @@ impl Layout {
                 ValueKind::Floats => row.vectors[i].as_ref().map_or(Ok(Json::Null), |v| {
                     v.iter().map(|x| finite(&spec.name, *x)).collect::<Result<Vec<_>, _>>().map(Json::Array)
                 })?,
-                _ if row.missing.contains(&(i as u32)) => Json::Null,
+                _ if missing.next_if(|&&m| m as usize == i).is_some() => Json::Null,
                 ValueKind::Boolean => match row.numbers[i] {
                     0.0 => Json::Bool(false),
                     1.0 => Json::Bool(true),
@@ -354,8 +463,38 @@ mod tests {
     }
 
     #[test]
+    fn undeclared_fields_are_refused_by_name_or_reported() {
+        let body = obj(json!({"a": 1.5, "amount_usd_lg": 2.0, "b": true, "zz": 1}));
+        let e = layout().row(&body).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        let m = e.to_string();
+        assert!(m.contains("`amount_usd_lg`, `zz`") && m.contains("declared: a, n, t, b"), "{m}");
+        let report = layout().with_policy(&InputPolicy { undeclared: Undeclared::Report, ignore: vec![] });
+        assert!(report.row(&body).is_ok());
+        assert_eq!(report.undeclared(&body), ["amount_usd_lg", "zz"]);
+        let ignoring =
+            InputPolicy { undeclared: Undeclared::Refuse, ignore: vec!["zz".into(), "amount_usd_lg".into()] };
+        assert!(layout().with_policy(&ignoring).row(&body).is_ok(), "ignored fields pass silently");
+    }
+
+    #[test]
+    fn declarations_and_requests_are_bounded_in_size() {
+        let many: Vec<FieldSpec> =
+            (0..=MAX_DECLARED_FIELDS).map(|i| spec(&format!("f{i}"), ValueKind::Float, false)).collect();
+        assert!(Layout::new(&many, false).unwrap_err().contains("over the limit of 4096"));
+        let long = [spec(&"x".repeat(MAX_FIELD_NAME_BYTES + 1), ValueKind::Float, false)];
+        assert!(Layout::new(&long, false).is_err());
+        let wide = Layout::new(&many[..MAX_DECLARED_FIELDS], false).unwrap();
+        assert!(wide.check_request(MAX_REQUEST_SLOTS / MAX_DECLARED_FIELDS).is_ok());
+        let e = wide.check_request(1000).unwrap_err();
+        assert!(e.to_string().contains("1000 rows × 4096 declared inputs"), "{e}");
+    }
+
+    #[test]
     fn positional_rows_with_explicit_missing() {
-        let row = layout().row(&obj(json!({"a": 1.5, "b": true, "ignored": "x"}))).unwrap();
+        let report = InputPolicy { undeclared: Undeclared::Report, ignore: vec![] };
+        let row =
+            layout().with_policy(&report).row(&obj(json!({"a": 1.5, "b": true, "ignored": "x"}))).unwrap();
         assert_eq!(row.numbers[0], 1.5);
         assert_eq!(row.numbers[2], 1.0);
         assert_eq!(row.missing, vec![1]);
@@ -405,6 +544,25 @@ mod tests {
     fn a_wrong_shaped_output_row_is_invalid_output() {
         let row = Row { numbers: vec![1.0], missing: vec![], texts: vec![], vectors: vec![], extra: vec![] };
         assert_eq!(layout().named(&row).unwrap_err().kind(), ErrorKind::InvalidOutput);
+    }
+
+    #[test]
+    fn a_missing_list_out_of_range_unsorted_or_too_long_is_invalid_output() {
+        let row = |missing: Vec<u32>| Row {
+            numbers: vec![1.0, 2.0, 0.0],
+            missing,
+            texts: vec![None],
+            vectors: vec![],
+            extra: vec![],
+        };
+        let named = layout().named(&row(vec![0, 2])).unwrap();
+        assert_eq!(
+            (named["a"].clone(), named["n"].clone(), named["b"].clone()),
+            (Json::Null, json!(2), Json::Null)
+        );
+        for bad in [vec![3], vec![2, 0], vec![1, 1], vec![0; 1_000_000]] {
+            assert_eq!(layout().named(&row(bad)).unwrap_err().kind(), ErrorKind::InvalidOutput);
+        }
     }
 
     #[test]

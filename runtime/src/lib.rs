@@ -24,6 +24,7 @@ pub mod error;
 pub(crate) mod frame;
 pub mod golden;
 pub mod host;
+pub mod host_budget;
 pub mod http;
 pub(crate) mod instances;
 pub mod layout;

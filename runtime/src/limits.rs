@@ -23,6 +23,9 @@ pub const MAX_DEADLINE_MS: u64 = 60_000;
 /// The largest memory cap a manifest may ask for; also the size of each slot of
 /// the engine's pooling allocator.
 pub const MAX_MEMORY_MIB: u64 = 1024;
+/// Most elements a table may grow to (the pooling allocator's slot size,
+/// set in `engine.rs`).
+pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// Default cap on the calls one plugin version runs at once.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
 /// The largest `max_in_flight` a manifest may ask for.
@@ -107,11 +110,19 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The limits of a batch of `rows` rows: the per-call fuel for each row
-    /// (saturating), the same deadline and memory cap for the whole call.
+    /// The limits of a batch of `rows` rows: the per-call fuel and deadline
+    /// for each row (saturating; the deadline at most [`MAX_DEADLINE_MS`]),
+    /// the same memory cap. A batch is the work of `rows` calls, so a caller
+    /// sending big (allowed) batches cannot make a healthy plugin miss its
+    /// deadline.
     pub fn for_rows(self, rows: usize) -> Self {
-        let rows = u64::try_from(rows.max(1)).unwrap_or(u64::MAX);
-        Limits { fuel: self.fuel.saturating_mul(rows), ..self }
+        let n = u64::try_from(rows.max(1)).unwrap_or(u64::MAX);
+        let deadline = self
+            .deadline
+            .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+            .min(Duration::from_millis(MAX_DEADLINE_MS))
+            .max(self.deadline);
+        Limits { fuel: self.fuel.saturating_mul(n), deadline, ..self }
     }
 
     /// These limits with the deadline tightened to `deadline` if that is sooner
@@ -159,24 +170,45 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.limit {
-            self.breach = Some(desired as u64);
+        // The cap is per instance: all its memories together (a component
+        // may have two), not each of them.
+        let grow = desired.saturating_sub(current) as u64;
+        if desired as u64 > self.limit || self.held.saturating_add(grow) > self.limit {
+            self.breach = Some(self.held.saturating_add(grow).max(desired as u64));
             // Failing the grow (rather than trapping here) lets a careful guest
             // recover; Rust's allocator aborts, which we then report as memory_limit.
             return Ok(false);
         }
         // Called at instantiation too (from 0), so this covers every memory.
-        self.held += desired.saturating_sub(current) as u64;
+        self.held += grow;
         self.peak = self.peak.max(self.held);
         Ok(true)
     }
 
+    /// Tables are bounded by the engine's pool (`engine.rs`: 20 000
+    /// elements per table, 8 tables per component), well under a MiB.
     fn table_growing(
         &mut self,
         _current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_covers_every_memory_of_an_instance_together() {
+        let mut l = MemoryLimiter::new(16 << 20);
+        assert!(l.memory_growing(0, 10 << 20, None).unwrap(), "the first memory fits");
+        assert!(!l.memory_growing(0, 10 << 20, None).unwrap(), "a second one of 10 MiB does not");
+        assert_eq!(l.breach, Some(20 << 20));
+        assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
     }
 }

@@ -93,7 +93,8 @@ impl PluginVersion {
             .map_err(|message| LoadError::WrongWorld { world: manifest.world.as_str().into(), message })?;
         let metadata = describe(&instances, limits, &manifest)?;
         let inputs = Layout::new(&metadata.inputs, metadata.open_inputs)
-            .map_err(|m| LoadError::Metadata(format!("inputs: {m}")))?;
+            .map_err(|m| LoadError::Metadata(format!("inputs: {m}")))?
+            .with_policy(&manifest.inputs);
         let outputs = Layout::new(&metadata.outputs, false)
             .map_err(|m| LoadError::Metadata(format!("outputs: {m}")))?;
         Ok(PluginVersion {

@@ -27,6 +27,12 @@
 //! mode = "default"             # "fail" (the default): answer the error
 //! score = 0.02                 # answered, marked as a fallback, on a plugin fault
 //!
+//! [inputs]                     # optional, see InputPolicy
+//! undeclared = "refuse"        # a field the plugin does not declare: 422 naming it
+//!                              # ("report": scored without it, named in the answer)
+//! ignore = ["customer_id"]     # fields callers send that the plugin does not read
+//!                              # (ids, a canary's routing key): passed over silently
+//!
 //! [instances]                  # optional, see InstancePolicy
 //! fresh_per_call = false       # true: a brand-new instance for every call
 //! max_reuse = 1000             # calls a warm instance serves before it is retired
@@ -120,6 +126,9 @@ pub struct Manifest {
     /// Per-call budgets; defaults apply to absent fields.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// What a call does with input fields the plugin does not declare.
+    #[serde(default)]
+    pub inputs: InputPolicy,
     /// Whether and how long instances are reused between calls.
     #[serde(default)]
     pub instances: InstancePolicy,
@@ -157,6 +166,7 @@ impl Manifest {
         }
         self.limits.validate()?;
         self.instances.validate()?;
+        self.inputs.validate()?;
         self.breaker.validate()?;
         self.fallback.validate(self.world)?;
         Ok(())
@@ -181,6 +191,45 @@ impl Manifest {
             })
             .collect()
     }
+}
+
+/// The `[inputs]` table: what a call does with input fields the plugin does
+/// not declare (a client's typo, a field renamed on one side). A plugin that
+/// declares open inputs receives them by name instead, and this does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputPolicy {
+    /// `refuse` (the default) or `report`.
+    #[serde(default)]
+    pub undeclared: Undeclared,
+    /// Fields callers send that the plugin does not read and that are not
+    /// mistakes: request ids, a canary's routing key (`customer_id`). Passed
+    /// over silently, neither refused nor reported. At most 64 names.
+    #[serde(default)]
+    pub ignore: Vec<String>,
+}
+
+impl InputPolicy {
+    fn validate(&self) -> Result<(), String> {
+        if self.ignore.len() > 64 || self.ignore.iter().any(|n| n.is_empty() || n.len() > 256) {
+            return Err("inputs.ignore must list at most 64 field names of 1-256 bytes".into());
+        }
+        Ok(())
+    }
+}
+
+/// See [`InputPolicy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Undeclared {
+    /// The call is refused: `invalid_input` (HTTP 422) naming every
+    /// undeclared field, so a misspelled feature never silently degrades a
+    /// score.
+    #[default]
+    Refuse,
+    /// The call goes ahead without them; a score's answer lists them under
+    /// `undeclared`, and `scorehost_undeclared_fields_total` counts them.
+    Report,
 }
 
 /// The largest `instances.max_reuse` a manifest may ask for.

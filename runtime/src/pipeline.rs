@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::CallError;
-use crate::manifest::World;
+use crate::manifest::{Undeclared, World};
 use crate::plugin::{Outcome, PluginVersion, Scored};
 use crate::registry::Registry;
 
@@ -114,6 +114,42 @@ fn validate(name: &str, spec: &PipelineSpec, registry: &Registry) -> Result<(), 
     Ok(())
 }
 
+/// The fields of `obj` that `v` declares (all of them for open inputs): each
+/// stage of a pipeline gets only what it reads.
+fn declared(v: &PluginVersion, obj: &Map<String, Json>) -> Map<String, Json> {
+    if v.metadata().open_inputs {
+        return obj.clone();
+    }
+    obj.iter().filter(|(k, _)| v.inputs().declares(k)).map(|(k, x)| (k.clone(), x.clone())).collect()
+}
+
+/// Refuses an event with fields no extractor of the pipeline reads, naming
+/// them, unless every extractor's manifest reports undeclared fields instead
+/// (then they are counted by each and ignored).
+fn unread_fields(extractors: &[Arc<PluginVersion>], event: &Map<String, Json>) -> Result<(), CallError> {
+    let unread: Vec<&str> = event
+        .keys()
+        .filter(|k| !extractors.iter().any(|v| v.inputs().accepts(k)))
+        .map(String::as_str)
+        .collect();
+    if unread.is_empty() {
+        return Ok(());
+    }
+    if extractors.iter().all(|v| v.manifest().inputs.undeclared == Undeclared::Report) {
+        for v in extractors {
+            v.stats().undeclared(unread.len());
+        }
+        return Ok(());
+    }
+    let names: Vec<String> = unread.iter().take(20).map(|n| format!("`{n}`")).collect();
+    Err(CallError::invalid_input(format!(
+        "undeclared field{} {}: no extractor of the pipeline reads {}; a misspelled name?",
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", "),
+        if names.len() == 1 { "it" } else { "them" },
+    )))
+}
+
 /// Time left until `deadline`, or a deadline error if none is.
 fn remaining(deadline: Option<Instant>, budget: Duration) -> Result<Option<Duration>, CallError> {
     match deadline {
@@ -121,7 +157,7 @@ fn remaining(deadline: Option<Instant>, budget: Duration) -> Result<Option<Durat
         Some(d) => {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                Err(CallError::DeadlineExceeded { deadline: budget })
+                Err(CallError::DeadlineExceeded { deadline: budget, ran: Duration::ZERO })
             } else {
                 Ok(Some(left))
             }
@@ -140,21 +176,30 @@ pub async fn run(
     let start = Instant::now();
     let deadline = budget.map(|b| start + b);
     let budget = budget.unwrap_or_default();
+    let extractors = spec
+        .extractors
+        .iter()
+        .map(|ex| {
+            registry
+                .get(ex)
+                .ok_or_else(|| CallError::Unsupported { message: format!("extractor `{ex}` is not loaded") })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    unread_fields(&extractors, event)?;
     let mut features = Map::new();
     let mut fuel_used = 0;
-    for ex in &spec.extractors {
-        let v = registry
-            .get(ex)
-            .ok_or_else(|| CallError::Unsupported { message: format!("extractor `{ex}` is not loaded") })?;
+    for v in &extractors {
         let Outcome { value, fuel_used: f, .. } =
-            v.extract_async(event, remaining(deadline, budget)?).await?;
+            v.extract_async(&declared(v, event), remaining(deadline, budget)?).await?;
         fuel_used += f;
         features.extend(value);
     }
     let scorer = registry.get(&spec.scorer).ok_or_else(|| CallError::Unsupported {
         message: format!("scorer `{}` is not loaded", spec.scorer),
     })?;
-    let out = scorer.score_async(&features, remaining(deadline, budget)?).await?;
+    // Features the scorer does not read are the extractors' business, not a
+    // caller's typo: the scorer gets only what it declares.
+    let out = scorer.score_async(&declared(&scorer, &features), remaining(deadline, budget)?).await?;
     Ok(PipelineRun {
         scored: out.value,
         scorer: (scorer.clone(), out.fuel_used, out.elapsed),

@@ -20,7 +20,7 @@ use crate::frame::{self, Batch};
 use crate::instances::{Answer, Instances, Request, block};
 use crate::layout::Layout;
 use crate::limits::Limits;
-use crate::manifest::{Manifest, World};
+use crate::manifest::{Manifest, Undeclared, World};
 use crate::snapshot;
 use crate::stats::CallStats;
 
@@ -45,6 +45,10 @@ pub struct Scored {
     /// Set when `score` is the manifest's declared fallback, answered in place
     /// of this error (see [`crate::manifest::FallbackPolicy`]).
     pub fallback: Option<CallError>,
+    /// Input fields the plugin does not declare that were sent anyway and
+    /// ignored; only with `[inputs] undeclared = "report"` (the default
+    /// refuses them).
+    pub undeclared: Vec<String>,
 }
 
 impl Scored {
@@ -163,8 +167,12 @@ impl PluginVersion {
 
     /// Runs `call` through the breaker and the in-flight cap, reports whether
     /// it faulted, and records it in the version's [`CallStats`].
+    /// `own_deadline` is the plugin's own deadline for this call (a batch's
+    /// scales with its rows): a call stopped before it was stopped by the
+    /// caller's tighter deadline, not by the plugin.
     async fn guarded<T>(
         &self,
+        own_deadline: Duration,
         call: impl Future<Output = Result<Outcome<T>, CallError>>,
     ) -> Result<Outcome<T>, CallError> {
         let pass = match self.guard.enter(self.label()) {
@@ -176,7 +184,11 @@ impl PluginVersion {
         };
         let start = Instant::now();
         let result = call.await;
-        pass.finish(matches!(&result, Err(e) if breaker::is_fault(e, self.limits.deadline)));
+        match &result {
+            Err(e) if breaker::starved(e) => pass.abstain(),
+            Err(e) => pass.finish(breaker::is_fault(e, own_deadline)),
+            Ok(_) => pass.finish(false),
+        }
         match &result {
             Ok(out) => self.instances.stats.record(None, Some(out.elapsed), Some(out.fuel_used)),
             Err(e) => self.instances.stats.record(Some(e), Some(start.elapsed()), None),
@@ -193,7 +205,9 @@ impl PluginVersion {
     /// The manifest's fallback for a failed score, if it has one for `error`.
     fn fall_back(&self, error: CallError) -> Result<Scored, CallError> {
         match self.manifest.fallback.score_for(&error) {
-            Some(score) => Ok(Scored { score, reasons: Vec::new(), fallback: Some(error) }),
+            Some(score) => {
+                Ok(Scored { score, reasons: Vec::new(), fallback: Some(error), undeclared: Vec::new() })
+            }
             None => Err(error),
         }
     }
@@ -222,14 +236,30 @@ impl PluginVersion {
         let start = Instant::now();
         let row = self.inputs.row(features)?;
         let result = self
-            .guarded(async {
+            .guarded(self.limits.deadline, async {
                 let out = self.instances.call(self.limits.tightened(deadline), Request::Score(&row)).await?;
                 let Answer::Score(answer) = out.value else { unreachable!("score answers score") };
                 let value = answer.map_err(snapshot::plugin_error).and_then(scored)?;
                 Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
             })
             .await;
-        result.or_else(|e| Ok(Outcome { value: self.fall_back(e)?, fuel_used: 0, elapsed: start.elapsed() }))
+        let mut out = result
+            .or_else(|e| Ok(Outcome { value: self.fall_back(e)?, fuel_used: 0, elapsed: start.elapsed() }))?;
+        out.value.undeclared = self.report_undeclared(features);
+        Ok(out)
+    }
+
+    /// The undeclared fields of `obj`, counted, when the manifest says to
+    /// report them (otherwise none reach here: [`Layout::row`] refused them).
+    fn report_undeclared(&self, obj: &Map<String, Json>) -> Vec<String> {
+        if self.manifest.inputs.undeclared != Undeclared::Report {
+            return Vec::new();
+        }
+        let names: Vec<String> = self.inputs.undeclared(obj).into_iter().map(str::to_owned).collect();
+        if !names.is_empty() {
+            self.instances.stats.undeclared(names.len());
+        }
+        names
     }
 
     /// Scores many rows in one instance and one guest call. A row that fails
@@ -261,24 +291,30 @@ impl PluginVersion {
                 Ok(Outcome { value, fuel_used: out.fuel_used, elapsed: out.elapsed })
             })
             .await;
-        match out {
+        let mut out = match out {
             Ok(mut out) => {
                 for r in &mut out.value {
                     if let Err(e) = r {
                         *r = self.fall_back(e.clone());
                     }
                 }
-                Ok(out)
+                out
             }
             // The whole call failed: with a fallback, every row the host
             // accepted gets it; rows it rejected keep their own error.
             Err(e) if self.manifest.fallback.score_for(&e).is_some() => {
                 let value =
                     rows.iter().map(|r| self.inputs.row(r).and_then(|_| self.fall_back(e.clone()))).collect();
-                Ok(Outcome { value, fuel_used: 0, elapsed: start.elapsed() })
+                Outcome { value, fuel_used: 0, elapsed: start.elapsed() }
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        for (result, row) in out.value.iter_mut().zip(rows) {
+            if let Ok(scored) = result {
+                scored.undeclared = self.report_undeclared(row);
+            }
         }
+        Ok(out)
     }
 
     /// Extracts the features of one JSON event.
@@ -289,7 +325,7 @@ impl PluginVersion {
     ) -> Result<Outcome<Map<String, Json>>, CallError> {
         self.expect(World::Extractor, "extract")?;
         let row = self.inputs.row(event)?;
-        self.guarded(async {
+        self.guarded(self.limits.deadline, async {
             let out = self.instances.call(self.limits.tightened(deadline), Request::Extract(&row)).await?;
             let Answer::Extract(answer) = out.value else { unreachable!("extract answers extract") };
             let value = answer.map_err(snapshot::plugin_error).and_then(|r| self.outputs.named(&r))?;
@@ -364,6 +400,9 @@ impl PluginVersion {
         frame: bool,
         send: impl AsyncFnOnce(Batch, Limits) -> Result<Outcome<BatchResults<T>>, CallError>,
     ) -> Result<Outcome<BatchResults<T>>, CallError> {
+        // Refused before anything is laid out: rows × declared inputs bounds
+        // what the host allocates for one request.
+        self.inputs.check_request(rows.len())?;
         // Rows the host refuses keep their error; the rest go to the guest.
         let mut good = Batch::new(frame, rows.len(), &self.inputs);
         let refused: Vec<Option<CallError>> =
@@ -372,16 +411,22 @@ impl PluginVersion {
             Outcome { value: Vec::new(), fuel_used: 0, elapsed: Duration::ZERO }
         } else {
             // A batch is `good.len()` calls fused into one: each row gets the
-            // plugin's per-call fuel, and the deadline covers the whole batch.
-            let limits = self.limits.tightened(deadline).for_rows(good.len());
-            self.guarded(send(good, limits)).await?
+            // plugin's per-call fuel and deadline (`Limits::for_rows`); a
+            // request deadline bounds the whole batch.
+            let own = self.limits.for_rows(good.len());
+            let sent = good.len();
+            self.guarded(own.deadline, async {
+                let out = send(good, own.tightened(deadline)).await?;
+                // A wrong count is the plugin's fault: checked inside the guard.
+                if out.value.len() != sent {
+                    return Err(CallError::InvalidOutput {
+                        message: format!("batch of {sent} rows returned {} results", out.value.len()),
+                    });
+                }
+                Ok(out)
+            })
+            .await?
         };
-        let sent = refused.iter().filter(|r| r.is_none()).count();
-        if out.value.len() != sent {
-            return Err(CallError::InvalidOutput {
-                message: format!("batch of {sent} rows returned {} results", out.value.len()),
-            });
-        }
         // A row the plugin failed is an error of this version, like a failed call.
         for e in out.value.iter().filter_map(|r| r.as_ref().err()) {
             self.instances.stats.row_error(e);
@@ -436,6 +481,7 @@ pub(crate) fn scored(s: types::ScoreResult) -> Result<Scored, CallError> {
         score: s.value,
         reasons: s.reasons.into_iter().map(|r| (r.code, r.weight)).collect(),
         fallback: None,
+        undeclared: Vec::new(),
     })
 }
 

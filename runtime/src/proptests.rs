@@ -109,6 +109,7 @@ proptest! {
                 let declared = ["f", "i", "b", "t", "v", "req"];
                 let undeclared = obj.keys().filter(|k| !declared.contains(&k.as_str())).count();
                 prop_assert_eq!(row.extra.len(), if open { undeclared } else { 0 });
+                prop_assert!(open || undeclared == 0, "closed inputs accepted an undeclared field");
             }
         }
     }

@@ -7,13 +7,19 @@ use crate::error::CallError;
 use crate::plugin::{Outcome, PluginVersion, Scored};
 
 /// `{"score", "reasons":[{"code","weight"}]}` of one scored row, plus
-/// `"fallback":{"kind","message"}` when the score is the declared fallback.
+/// `"fallback":{"kind","message"}` when the score is the declared fallback
+/// and `"undeclared":[…]` when fields it ignored were reported.
 pub fn scored(s: &Scored) -> Json {
     let reasons: Vec<Json> =
         s.reasons.iter().map(|(code, weight)| json!({"code": code, "weight": weight})).collect();
     let mut j = json!({"score": s.score, "reasons": reasons});
-    if let (Some(e), Json::Object(m)) = (&s.fallback, &mut j) {
-        m.insert("fallback".into(), fallback(e));
+    if let Json::Object(m) = &mut j {
+        if let Some(e) = &s.fallback {
+            m.insert("fallback".into(), fallback(e));
+        }
+        if !s.undeclared.is_empty() {
+            m.insert("undeclared".into(), json!(s.undeclared));
+        }
     }
     j
 }
@@ -46,6 +52,10 @@ pub struct ScoreResponse<'a> {
     pub reasons: Vec<Reason<'a>>,
     /// The score.
     pub score: f64,
+    /// Input fields the plugin does not declare, ignored and reported
+    /// (`[inputs] undeclared = "report"`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub undeclared: &'a [String],
     /// The plugin's version.
     pub version: &'a str,
 }
@@ -68,6 +78,7 @@ pub fn score_response<'a>(v: &'a PluginVersion, out: &'a Outcome<Scored>) -> Sco
         plugin: &v.manifest().name,
         reasons: out.value.reasons.iter().map(|(code, weight)| Reason { code, weight: *weight }).collect(),
         score: out.value.score,
+        undeclared: &out.value.undeclared,
         version: &v.manifest().version,
     }
 }

@@ -75,13 +75,15 @@ pub fn preinitialize(
     );
     store.limiter(|s| &mut s.limiter);
     if engine.metered() {
+        // Host calls in init (reading model files aside) are bounded too.
+        store.data_mut().start_call(Some(std::time::Instant::now() + INIT_DEADLINE), INIT_FUEL);
         store.set_fuel(INIT_FUEL).map_err(|e| LoadError::engine("setting fuel", e))?;
         store.set_epoch_deadline(HostEngine::deadline_ticks(INIT_DEADLINE));
         store.epoch_deadline_trap();
     }
 
     let fail = |store: &Store<HostState>, e: wasmtime::Error| {
-        LoadError::Init(trap::classify(e, store, INIT_FUEL, INIT_DEADLINE))
+        LoadError::Init(trap::classify(e, store, INIT_FUEL, INIT_DEADLINE, INIT_DEADLINE))
     };
     let instance = linker.instantiate(&mut store, &component).map_err(|e| fail(&store, e))?;
     let outcome = match input.world {
@@ -114,12 +116,34 @@ pub fn preinitialize(
     snapshot.map_err(|e| LoadError::engine("snapshotting", e))
 }
 
-/// A plugin-reported error, by whose fault it is.
+/// Longest plugin error message the host keeps, in bytes; the rest is cut
+/// right after the message is lifted, before it is copied into a response,
+/// a log line or a metric (a 50 MiB message once grew the server by 300 MiB).
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
+
+/// A plugin-reported error, by whose fault it is, its message cut to
+/// [`MAX_ERROR_MESSAGE_BYTES`].
 pub fn plugin_error(e: types::PluginError) -> CallError {
+    let message = cut(e.message, MAX_ERROR_MESSAGE_BYTES);
     match e.kind {
-        types::ErrorKind::InvalidInput => CallError::InvalidInput { message: e.message },
-        types::ErrorKind::Internal => CallError::PluginError { message: e.message },
+        types::ErrorKind::InvalidInput => CallError::InvalidInput { message },
+        types::ErrorKind::Internal => CallError::PluginError { message },
     }
+}
+
+/// `s` cut to at most `max` bytes (on a char boundary), saying so.
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let total = s.len();
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+        s.shrink_to_fit();
+        s.push_str(&format!("… [cut: {total} bytes in all]"));
+    }
+    s
 }
 
 fn wrong_world(world: World, e: wasmtime::Error) -> LoadError {

@@ -28,6 +28,7 @@ pub struct CallStats {
     log_dropped: AtomicU64,
     /// Set while lines are being dropped, so the host says so once per episode.
     log_dropping: AtomicBool,
+    undeclared: AtomicU64,
 }
 
 /// Plugin log lines one version may write per second, all its instances
@@ -55,6 +56,7 @@ impl Default for CallStats {
             memory_peak: AtomicU64::new(0),
             log: Mutex::new(LogBucket { tokens: LOG_BURST, refilled: Instant::now() }),
             log_dropped: AtomicU64::new(0),
+            undeclared: AtomicU64::new(0),
             log_dropping: AtomicBool::new(false),
         }
     }
@@ -189,6 +191,17 @@ impl CallStats {
             }
         }
         admitted
+    }
+
+    /// Counts `n` undeclared input fields accepted and reported.
+    pub(crate) fn undeclared(&self, n: usize) {
+        self.undeclared.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Undeclared input fields accepted and reported (see
+    /// [`crate::manifest::Undeclared::Report`]).
+    pub fn undeclared_fields(&self) -> u64 {
+        self.undeclared.load(Ordering::Relaxed)
     }
 
     /// Plugin log lines dropped by the rate limit.

@@ -8,6 +8,8 @@
 //! - `long-code`: one reason whose code is 1 MiB — over the 256-byte cap;
 //! - `nan`, `inf`, `-inf`: a score that is not a finite number;
 //! - `nan-weight`: a finite score with a NaN reason weight;
+//! - `huge-error`: an error whose message is 50 MiB — cut by the host to
+//!   4 KiB right after it is lifted (`plugin_error`, HTTP 500);
 //! - anything else, or absent: 0.5, a valid answer.
 //!
 //! Every refused answer is `invalid_output` (HTTP 500), a plugin fault that
@@ -25,10 +27,14 @@ impl Scorer for Unusable {
     fn metadata(&self) -> Metadata {
         Metadata::new("hostile-output", "0.1.0")
             .description("Answers unusable output on request.")
-            .input(text("mode").doc("huge | long-code | nan | inf | -inf | nan-weight"))
+            .input(text("mode").doc("huge | long-code | nan | inf | -inf | nan-weight | huge-error"))
     }
     fn score(&self, f: &Features) -> Result<Score> {
-        Ok(match f.text_opt("mode")?.unwrap_or("") {
+        let mode = f.text_opt("mode")?.unwrap_or("");
+        if mode == "huge-error" {
+            return Err(PluginError::internal("x".repeat(50 << 20)));
+        }
+        Ok(match mode {
             "huge" => {
                 let mut s = Score::new(0.5);
                 s.reasons = (0..200_000).map(|i| Reason { code: format!("r{i}"), weight: 1.0 }).collect();

@@ -11,7 +11,9 @@
 //! counted in a global: what the isolation tests use to see whether an
 //! instance (and its memory) was reused or brand new. With `log_lines` it
 //! writes that many info lines ("line i of n") to the host's log and returns
-//! n: the logging tests (request ids, rate limits) use it.
+//! n: the logging tests (request ids, rate limits) use it. With `work` it does
+//! a fixed amount of CPU work (`work` million loop iterations), however long
+//! the host takes to give it the CPU: the breaker tests flood the host with it.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -33,6 +35,7 @@ impl Scorer for Slow {
             .input(float("sleep_ms").doc("sleep this long instead (the host forbids it: a trap)"))
             .input(float("count_calls").doc("answer the calls this instance has served instead"))
             .input(float("log_lines").doc("write this many log lines instead"))
+            .input(float("work").doc("millions of loop iterations of CPU work to do instead"))
     }
     fn score(&self, f: &Features) -> Result<Score> {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
@@ -44,6 +47,15 @@ impl Scorer for Slow {
                 scorehost_guest::log::info(&format!("line {i} of {n}"));
             }
             return Ok(Score::new(n));
+        }
+        if let Some(m) = f.float_opt("work")? {
+            // A fixed amount of CPU, however long the host takes to run it.
+            let mut x: u64 = 0;
+            for i in 0..(m * 1e6) as u64 {
+                x = std::hint::black_box(x.wrapping_add(i));
+            }
+            std::hint::black_box(x);
+            return Ok(Score::new(m));
         }
         if let Some(ms) = f.float_opt("sleep_ms")? {
             std::thread::sleep(std::time::Duration::from_secs_f64(ms / 1e3));

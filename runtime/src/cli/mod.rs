@@ -50,6 +50,8 @@ impl Args {
     }
 }
 
+// Parsed once per process: the size of `serve`'s many options does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one call locally under the plugin's production limits.

@@ -65,9 +65,17 @@ pub struct ServeArgs {
     /// Most plugin calls in flight; beyond, 503 with Retry-After.
     #[arg(long, default_value_t = 128)]
     max_in_flight: usize,
-    /// Seconds a client has to send its request headers.
+    /// Seconds a client has to send its request headers (on a new
+    /// connection: from connect to its first request's headers).
     #[arg(long, default_value_t = 5)]
     header_timeout_secs: u64,
+    /// Most connections open at once; past it new ones are closed at once.
+    /// Keep it under the process's file-descriptor limit (`ulimit -n`).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Seconds a connection may stay open with no request in flight.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_secs: u64,
     /// Seconds a client has to send its request body once its headers are in (408 beyond).
     #[arg(long, default_value_t = 10)]
     body_timeout_secs: u64,
@@ -185,6 +193,8 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,
         header_read_timeout: Duration::from_secs(args.header_timeout_secs),
+        max_connections: args.max_connections.max(1),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         body_read_timeout: Duration::from_secs(args.body_timeout_secs),
         max_batch_rows: args.max_batch_rows,
         max_fields: args.max_fields,

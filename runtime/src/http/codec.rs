@@ -150,6 +150,11 @@ pub fn payload(mut body: Map<String, Json>, key: &str, config: &ServerConfig) ->
             Ok(())
         }
     };
+    if body.contains_key("instances") && body.contains_key(key) {
+        return Err(ApiError::Malformed(format!(
+            "the body has both `{key}` and `instances`: send one row (`{key}`) or a batch (`instances`), not both"
+        )));
+    }
     if let Some(instances) = body.remove("instances") {
         let Json::Array(rows) = instances else {
             return Err(ApiError::Malformed("`instances` must be an array of objects".into()));
@@ -179,6 +184,16 @@ pub fn payload(mut body: Map<String, Json>, key: &str, config: &ServerConfig) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_with_one_row_and_a_batch_is_ambiguous() {
+        let body = |text: &str| parse_object(text.as_bytes()).unwrap();
+        let config = ServerConfig::default();
+        let both = payload(body(r#"{"features": {"a": 1}, "instances": [{"a": 2}]}"#), "features", &config);
+        assert!(matches!(both, Err(ApiError::Malformed(m)) if m.contains("both")));
+        assert!(payload(body(r#"{"features": {"a": 1}}"#), "features", &config).is_ok());
+        assert!(payload(body(r#"{"instances": [{"a": 2}]}"#), "features", &config).is_ok());
+    }
 
     #[test]
     fn duplicate_keys_are_rejected_at_any_depth() {

@@ -262,6 +262,12 @@ const VERSION_METRICS: &[VersionMetric] = &[
         |v| v.stats().log_lines_dropped(),
     ),
     (
+        "plugin_undeclared_fields",
+        "Undeclared input fields the version accepted and reported (`[inputs] undeclared = \"report\"`)",
+        MetricType::Counter,
+        |v| v.stats().undeclared_fields(),
+    ),
+    (
         "plugin_memory_peak_bytes",
         "The most linear memory any instance of the version has held",
         MetricType::Gauge,

@@ -54,8 +54,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Most plugin calls in flight at once; beyond, 503 + Retry-After.
     pub max_in_flight: usize,
-    /// Time a client has to send its request headers.
+    /// Time a client has to send its request headers: on a new connection,
+    /// from accept to its first request's headers (protocol detection and
+    /// the HTTP/2 preface included).
     pub header_read_timeout: Duration,
+    /// Most connections open at once; past it, new ones are closed at once.
+    pub max_connections: usize,
+    /// Time a connection may stay open with no request in flight.
+    pub idle_timeout: Duration,
     /// Time a client has to send its request body, once its headers are in (408 beyond).
     pub body_read_timeout: Duration,
     /// Most rows in one batch (413 beyond).
@@ -76,6 +82,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             max_in_flight: 128,
             header_read_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(10),
             max_batch_rows: 1000,
             max_fields: 1000,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use scorehost::http::{App, ServerConfig, server};
+use scorehost::http::{App, ServerConfig};
 use serde_json::{Map, Value, json};
 
 use crate::http::{app, get, logreg_body, post, send};
@@ -137,12 +137,8 @@ async fn every_bad_request_is_a_clear_4xx_and_the_server_keeps_scoring() {
 async fn a_client_dripping_its_body_gets_408_and_others_are_served() {
     let cfg = ServerConfig { body_read_timeout: Duration::from_millis(500), ..ServerConfig::default() };
     let app = app(&["logreg"], cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, app.clone(), async {
-        let _ = stopped.await;
-    }));
+    let serving = crate::http_socket::Serving::start(app.clone()).await;
+    let addr = serving.addr;
     let dripped = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -178,6 +174,60 @@ async fn a_client_dripping_its_body_gets_408_and_others_are_served() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
     assert!(took < Duration::from_secs(5), "held for {took:?}");
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    serving.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeclared_fields_are_refused_by_name_or_reported_and_counted() {
+    let app = app(&["logreg"], ServerConfig::default());
+    let score = "/v1/plugins/logreg/score";
+    // A misspelled feature: 422 naming it (before: 200, scored without it).
+    let mut features = logreg_body()["features"].clone();
+    features["amount_usd_lg"] = json!(6.0);
+    let r = send(&app, post(score, json!({ "features": features }).to_string())).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.json["error"]["kind"], "invalid_input");
+    assert!(r.json["error"]["message"].as_str().unwrap().contains("`amount_usd_lg`"), "{}", r.text);
+    // In a batch, the row with the typo fails alone.
+    let batch = json!({"instances": [logreg_body()["features"], features]});
+    let r = send(&app, post(score, batch.to_string())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.json["results"][0]["score"].is_number(), "{}", r.text);
+    assert_eq!(r.json["results"][1]["error"]["kind"], "invalid_input", "{}", r.text);
+    // Logreg's manifest ignores `customer_id` (canary routing) by name.
+    let mut routed = logreg_body()["features"].clone();
+    routed["customer_id"] = json!("c-1");
+    assert_eq!(
+        send(&app, post(score, json!({ "features": routed }).to_string())).await.status,
+        StatusCode::OK
+    );
+    // One row and a batch in one body: ambiguous.
+    let both = json!({"features": logreg_body()["features"], "instances": [logreg_body()["features"]]});
+    let r = send(&app, post(score, both.to_string())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.json["error"]["kind"], "malformed_request");
+
+    // A plugin that chooses to report them: scored, named in the answer, counted.
+    let dir = crate::support::copy_with("logreg", |m| {
+        m.replace("undeclared = \"refuse\"", "undeclared = \"report\"")
+    });
+    let path = dir.path().to_owned();
+    let v = std::thread::spawn(move || crate::support::runtime().load(&path).unwrap()).join().unwrap();
+    let app = App::new(
+        Arc::new(scorehost::registry::Registry::new(vec![v])),
+        scorehost::pipeline::Pipelines::default(),
+        ServerConfig::default(),
+    );
+    let r = send(&app, post(score, json!({ "features": features }).to_string())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["undeclared"], json!(["amount_usd_lg"]), "{}", r.text);
+    let r = send(&app, post(score, json!({ "features": logreg_body()["features"] }).to_string())).await;
+    assert!(r.json.get("undeclared").is_none(), "nothing to report: {}", r.text);
+    let m = send(&app, get("/metrics")).await.text;
+    assert!(
+        m.contains(
+            r#"scorehost_plugin_undeclared_fields_total{plugin="logreg",version="0.1.0",role="live"} 1"#
+        ),
+        "{m}"
+    );
 }

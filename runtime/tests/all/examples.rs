@@ -127,7 +127,13 @@ fn extractor_output_feeds_the_scorer() {
         )
         .unwrap()
         .value;
-    let out = load("logreg").score(&features, None).unwrap();
+    let logreg = load("logreg");
+    // Extra features (amount_usd, hour_of_day, ip_version) are refused as
+    // undeclared; passed only what it declares, as a pipeline does, it scores.
+    let e = logreg.score(&features, None).unwrap_err();
+    assert!(e.to_string().contains("`amount_usd`"), "{e}");
+    let declared = features.into_iter().filter(|(k, _)| logreg.inputs().declares(k)).collect();
+    let out = logreg.score(&declared, None).unwrap();
     assert!(out.value.score > 0.0 && out.value.score < 1.0);
 }
 

@@ -281,3 +281,59 @@ fn golden_vectors_expecting_faults_never_quarantine_the_version() {
     assert_eq!(v.breaker_state(), scorehost::breaker::BreakerState::Closed);
     assert_eq!(v.quarantines(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_quarantine_a_healthy_plugin_with_allowed_requests() {
+    let dir = slow_with_breaker(60_000, "");
+    let path = dir.path().to_owned();
+    let app = app_of(move || vec![runtime().load(&path).unwrap()]);
+    let quarantines =
+        async || send(&app, get("/v1/plugins/slow")).await.json["health"]["quarantines"].clone();
+
+    // Big batches: five rows of 40 ms each is 200 ms of work, twice one
+    // call's 100 ms deadline; a batch gets the deadline per row.
+    let rows: Vec<_> = (0..5).map(|_| json!({"ms": 40})).collect();
+    for _ in 0..5 {
+        let r = send(&app, post("/v1/plugins/slow/score", json!({ "instances": rows }).to_string())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    assert_eq!(quarantines().await, 0);
+
+    // A flood: calls of fixed CPU work, each well inside the deadline alone,
+    // 24 at once on two workers. Most wait for a thread past their deadline;
+    // those are the host's doing, not the plugin's.
+    let work = calibrated_work(&app).await;
+    let flood: Vec<_> = (0..24)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { score(&app, "slow", json!({ "work": work })).await })
+        })
+        .collect();
+    let mut late = 0;
+    for call in flood {
+        let r = call.await.unwrap();
+        match r.status {
+            StatusCode::OK => {}
+            StatusCode::GATEWAY_TIMEOUT => late += 1,
+            other => panic!("{other}: {}", r.text),
+        }
+    }
+    assert!(late > 0, "the flood made no call late: it tested nothing");
+    assert_eq!(quarantines().await, 0, "{late} late calls quarantined a healthy plugin");
+    assert_eq!(score(&app, "slow", json!({"ms": 1})).await.status, StatusCode::OK);
+}
+
+/// Millions of `slow` loop iterations that take about 25 ms alone here.
+async fn calibrated_work(app: &Arc<App>) -> f64 {
+    let mut work = 20.0;
+    for _ in 0..4 {
+        let started = std::time::Instant::now();
+        assert_eq!(score(app, "slow", json!({ "work": work })).await.status, StatusCode::OK);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if (15.0..40.0).contains(&ms) {
+            break;
+        }
+        work = (work * 25.0 / ms.max(0.5)).clamp(0.1, 2000.0);
+    }
+    work
+}

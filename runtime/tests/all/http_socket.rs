@@ -57,6 +57,39 @@ fn serve_binary(cache: &std::path::Path) -> Served {
     }
 }
 
+/// `app` served on a free loopback port by [`server::serve`]: its address,
+/// and the server, which [`Serving::stop`] shuts down gracefully.
+pub struct Serving {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    pub async fn start(app: std::sync::Arc<scorehost::http::App>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Self { addr, stop: Some(stop), server }
+    }
+
+    /// Tells the server to shut down (it stops accepting and drains).
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts the server down and waits for it to drain.
+    pub async fn stop(mut self) {
+        self.signal_stop();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
 async fn post_json(addr: SocketAddr, http2: bool, path: &str, body: &Value) -> (u16, Value) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let io = TokioIo::new(stream);
@@ -100,12 +133,8 @@ async fn the_binary_serves_the_bundled_examples_over_http1_and_h2c() {
 async fn slow_clients_are_cut_off_by_the_header_timeout() {
     let cfg = ServerConfig { header_read_timeout: Duration::from_millis(300), ..ServerConfig::default() };
     let app = app(&["logreg"], cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, app, async {
-        let _ = stopped.await;
-    }));
+    let serving = Serving::start(app).await;
+    let addr = serving.addr;
     let closed = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -130,32 +159,130 @@ async fn slow_clients_are_cut_off_by_the_header_timeout() {
     .await
     .unwrap();
     assert!(silent < Duration::from_secs(5), "silent connection held for {silent:?}");
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    serving.stop().await;
+}
+
+/// How long until the server closes `s` (EOF or reset), at most `limit`.
+fn closed_after(mut s: TcpStream, limit: Duration) -> Duration {
+    s.set_read_timeout(Some(limit)).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_idle_and_excess_connections_are_closed_and_the_server_keeps_answering() {
+    let cfg = ServerConfig {
+        header_read_timeout: Duration::from_millis(1000),
+        idle_timeout: Duration::from_millis(1500),
+        max_connections: 40,
+        ..ServerConfig::default()
+    };
+    let app = app(&["logreg"], cfg);
+    let serving = Serving::start(app).await;
+    let addr = serving.addr;
+    let score = async || post_json(addr, false, "/v1/plugins/logreg/score", &logreg_body()).await.0;
+
+    // 30 connections that start the HTTP/2 preface and stall: protocol
+    // detection is bounded by the header timeout (before: open for good).
+    let stalled: Vec<TcpStream> = (0..30)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"PRI").unwrap();
+            s
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(score().await, 200, "answers while 30 stalled connections are open");
+
+    // A keep-alive connection that made one request, then idles.
+    let (first, idle_conn) = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).unwrap();
+        (String::from_utf8_lossy(&first).into_owned(), s)
+    })
+    .await
+    .unwrap();
+    assert_eq!(first, "HTTP/1.1 200", "{first}");
+    let answered = Instant::now();
+    let idle = tokio::task::spawn_blocking(move || {
+        closed_after(idle_conn, Duration::from_secs(10));
+        answered.elapsed()
+    });
+
+    // 20 more silent ones: past the cap of 40, the excess is closed at once.
+    let opened = Instant::now();
+    let extra: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let waits = tokio::task::spawn_blocking(move || {
+        let handles: Vec<_> = stalled
+            .into_iter()
+            .chain(extra)
+            .map(|s| std::thread::spawn(move || closed_after(s, Duration::from_secs(10))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+    });
+    let waits = waits.await.unwrap();
+    let prompt = waits.iter().filter(|w| **w < Duration::from_millis(500)).count();
+    assert!(prompt >= 10, "at least the 10 over the cap are closed at once: {waits:?}");
+    assert!(
+        waits.iter().all(|w| *w < Duration::from_millis(3500)),
+        "every stalled connection is closed within the header timeout and a second's grace: {waits:?}"
+    );
+    let idle_for = idle.await.unwrap();
+    // HTTP/1.1 waits for its next request's headers under hyper's header
+    // timeout (1 s here), which comes first.
+    assert!(
+        idle_for >= Duration::from_millis(900) && idle_for < Duration::from_millis(4500),
+        "an idle HTTP/1.1 connection is closed: {idle_for:?}"
+    );
+    // An HTTP/2 connection idle after one request: closed (GOAWAY) after the
+    // idle timeout, 1.5 s (before: kept open by pings for good).
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let req =
+        Request::get("/healthz").header("host", addr.to_string()).body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+    let answered = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("the server closes an idle h2 connection");
+    let h2_idle = answered.elapsed();
+    assert!(
+        h2_idle >= Duration::from_millis(1400) && h2_idle < Duration::from_millis(4500),
+        "an idle HTTP/2 connection is closed after the idle timeout: {h2_idle:?}"
+    );
+    assert!(opened.elapsed() < Duration::from_secs(12));
+    assert_eq!(score().await, 200, "answers after");
+    serving.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_and_refuses_new() {
     let app = app(&["slow", "txn-features", "logreg"], ServerConfig::default());
     assert!(scorehost::pipeline::Pipelines::parse(FRAUD, &app.registry).is_ok());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, app.clone(), async {
-        let _ = stopped.await;
-    }));
+    let mut serving = Serving::start(app.clone()).await;
+    let addr = serving.addr;
     let in_flight = tokio::spawn(async move {
         post_json(addr, false, "/v1/plugins/slow/score", &serde_json::json!({"features": {"ms": 500}})).await
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let _ = stop.send(());
+    serving.signal_stop();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(app.is_draining());
     assert!(TcpStream::connect(addr).is_err(), "new connections must be refused while draining");
     let (status, json) = in_flight.await.unwrap();
     assert_eq!(status, 200, "the in-flight request must finish: {json}");
     assert_eq!(json["score"], 500.0);
-    server.await.unwrap().unwrap();
+    serving.stop().await;
 }
 
 #[test]

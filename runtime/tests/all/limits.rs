@@ -37,11 +37,11 @@ fn a_request_deadline_only_tightens() {
     let v = runtime().load(dir.path()).unwrap();
     let e = v.score(&obj(json!({})), Some(Duration::from_millis(10))).unwrap_err();
     assert!(
-        matches!(e, scorehost::CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(10))
+        matches!(e, scorehost::CallError::DeadlineExceeded { deadline, .. } if deadline == Duration::from_millis(10))
     );
     let e = v.score(&obj(json!({})), Some(Duration::from_secs(50))).unwrap_err();
     assert!(
-        matches!(e, scorehost::CallError::DeadlineExceeded { deadline } if deadline == Duration::from_millis(200)),
+        matches!(e, scorehost::CallError::DeadlineExceeded { deadline, .. } if deadline == Duration::from_millis(200)),
         "{e:?}"
     );
 }

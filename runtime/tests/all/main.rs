@@ -9,6 +9,7 @@ mod contract;
 mod decisions;
 mod examples;
 mod gbdt;
+mod host_calls;
 mod hostile;
 mod http;
 mod http_openapi;
