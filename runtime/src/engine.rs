@@ -8,7 +8,7 @@
 //! call's deadline is a number of ticks.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -45,6 +45,11 @@ pub struct HostEngine {
     metered: bool,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
+    /// Warm instances idle between calls, all versions together: each holds
+    /// a pool slot, so they are capped at a quarter of the pool and the rest
+    /// stays free for calls (and loads) of any version.
+    idle: AtomicUsize,
+    max_idle: usize,
 }
 
 impl HostEngine {
@@ -76,7 +81,15 @@ impl HostEngine {
                 }
             })?
         };
-        Ok(Arc::new(Self { engine, metered, stop, ticker: Some(ticker) }))
+        let max_idle = (pool.instances as usize / 4).max(1);
+        Ok(Arc::new(Self {
+            engine,
+            metered,
+            stop,
+            ticker: Some(ticker),
+            idle: AtomicUsize::new(0),
+            max_idle,
+        }))
     }
 
     /// The engine, for compiling and instantiating.
@@ -88,6 +101,19 @@ impl HostEngine {
     /// an engine from [`HostEngine::unmetered`]).
     pub fn metered(&self) -> bool {
         self.metered
+    }
+
+    /// Takes one of the engine-wide idle places for a warm instance; false
+    /// when they are all taken (the instance is then dropped, its slot freed).
+    pub(crate) fn reserve_idle(&self) -> bool {
+        self.idle
+            .try_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_idle).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Gives back `n` idle places (instances taken for a call, or dropped).
+    pub(crate) fn release_idle(&self, n: usize) {
+        self.idle.fetch_sub(n, Ordering::AcqRel);
     }
 
     /// Epoch ticks for a deadline, rounded up, plus one so a call always gets

@@ -112,6 +112,12 @@ impl Interface for frame_scorer::GuestIndices {
     }
 }
 
+impl Drop for Instances {
+    fn drop(&mut self) {
+        self.release_idle();
+    }
+}
+
 /// One instance with its store, ready for a call.
 struct Warm {
     store: Store<HostState>,
@@ -236,6 +242,9 @@ impl Instances {
     ) -> Result<Outcome<Answer>, CallError> {
         let start = Instant::now();
         let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        if reused.is_some() {
+            self.engine.release_idle(1);
+        }
         let mut warm = match reused {
             Some(warm) => warm,
             None => self.instantiate(limits).await?,
@@ -288,9 +297,17 @@ impl Instances {
         }
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < self.max_idle
+            && self.engine.reserve_idle()
         {
             idle.push(warm);
         }
+    }
+
+    /// Drops every idle instance, freeing their pool slots: for a version
+    /// that stops serving (replaced, or only gated and waiting).
+    pub(crate) fn release_idle(&self) {
+        let dropped = self.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
+        self.engine.release_idle(dropped.len());
     }
 
     /// Type-checks every interface the component exports against the contract,

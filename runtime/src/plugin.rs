@@ -150,6 +150,12 @@ impl PluginVersion {
         self.instances.idle()
     }
 
+    /// Drops this version's idle instances, freeing their pool slots. Called
+    /// when it stops serving (replaced by a swap) and after its gate.
+    pub fn release_idle(&self) {
+        self.instances.release_idle();
+    }
+
     /// Where its circuit breaker stands.
     pub fn breaker_state(&self) -> BreakerState {
         self.guard.state()

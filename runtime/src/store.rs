@@ -93,19 +93,28 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Checks a version: the manifest's rule ([A-Za-z0-9.+-], 1–64) and not `.`/`..`.
+/// Checks a version: the manifest's rule ([A-Za-z0-9.+-], 1–64), not
+/// starting with a dot (`.`/`..`, and the hidden staging directories deploy
+/// tools write before renaming into place).
 pub fn check_version(version: &str) -> Result<(), StoreError> {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-');
-    if version.is_empty()
-        || version.len() > 64
-        || !version.chars().all(ok)
-        || version.chars().all(|c| c == '.')
-    {
+    if version.is_empty() || version.len() > 64 || !version.chars().all(ok) || version.starts_with('.') {
         return Err(StoreError::InvalidName(format!(
-            "version {version:?} must be 1-64 characters of [A-Za-z0-9.+-], not only dots"
+            "version {version:?} must be 1-64 characters of [A-Za-z0-9.+-], not starting with a dot"
         )));
     }
     Ok(())
+}
+
+/// A version directory in brief; see [`PluginStore::fingerprint`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// Regular files (and anything else that is not a directory).
+    pub files: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// The newest modification time of any entry.
+    pub newest: std::time::SystemTime,
 }
 
 /// Which version of a plugin is live, and the ones before it (newest first).
@@ -201,6 +210,32 @@ impl PluginStore {
     /// The directory of `name@version` (for loading it).
     pub fn version_path(&self, name: &str, version: &str) -> PathBuf {
         self.root.join(name).join(version)
+    }
+
+    /// What `name@version`'s directory holds, in brief: files, bytes and the
+    /// newest modification. A version the gate rejected is gated again when
+    /// this changes (a copy that was still in progress, or a fix).
+    pub fn fingerprint(&self, name: &str, version: &str) -> Option<Fingerprint> {
+        fn walk(dir: &cap_std::fs::Dir, into: &mut Fingerprint) -> std::io::Result<()> {
+            for entry in dir.entries()? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                if let Ok(modified) = meta.modified() {
+                    into.newest = into.newest.max(modified.into_std());
+                }
+                if meta.is_dir() {
+                    walk(&entry.open_dir()?, into)?;
+                } else {
+                    into.files += 1;
+                    into.bytes += meta.len();
+                }
+            }
+            Ok(())
+        }
+        let dir = self.dir.open_dir(Path::new(name).join(version)).ok()?;
+        let mut print = Fingerprint { files: 0, bytes: 0, newest: std::time::SystemTime::UNIX_EPOCH };
+        walk(&dir, &mut print).ok()?;
+        Some(print)
     }
 
     /// Whether `name@version` is in the store.

@@ -17,8 +17,13 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::admin::Admin;
 
-/// Events closer together than this are handled as one change.
+/// A change is handled once the store has been quiet this long: events
+/// closer together than this are one change (a copy in progress keeps
+/// writing, so it is not gated half-done).
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
+/// The longest a stream of events delays handling them: a store that never
+/// goes quiet is still synced this often.
+pub const MAX_SETTLE: Duration = Duration::from_secs(10);
 
 /// A running watcher; dropping it stops watching (and its thread ends).
 pub struct StoreWatcher {
@@ -40,8 +45,10 @@ pub fn watch(admin: Arc<Admin>, root: &Path) -> notify::Result<StoreWatcher> {
                 if let Err(e) = first {
                     tracing::warn!("store watcher: {e}");
                 }
-                let quiet_until = Instant::now() + DEBOUNCE;
-                while rx.recv_timeout(quiet_until.saturating_duration_since(Instant::now())).is_ok() {}
+                // Quiet for DEBOUNCE since the *last* event (not the first),
+                // at most MAX_SETTLE in all.
+                let give_up = Instant::now() + MAX_SETTLE;
+                while Instant::now() < give_up && rx.recv_timeout(DEBOUNCE).is_ok() {}
                 if let Err(e) = admin.sync_from_store() {
                     tracing::error!("store watcher: {e}");
                 }

@@ -73,6 +73,8 @@ impl Admin {
             );
             let vectors = golden::read(dir, version.manifest().world).map_err(|e| e.to_string())?;
             let report = golden::check(&version, &vectors);
+            // Ready is not serving: its instances go back to the pool.
+            version.release_idle();
             if !report.passed() {
                 return Err(report.failures().join("; "));
             }

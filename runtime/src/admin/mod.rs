@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::plugin::PluginVersion;
 use crate::registry::Registry;
 use crate::runtime::Runtime;
-use crate::store::{PluginState, PluginStore, Scan, StoreError, UploadLimits};
+use crate::store::{Fingerprint, PluginState, PluginStore, Scan, StoreError, UploadLimits};
 use crate::traffic::ShadowStats;
 
 mod candidates;
@@ -136,7 +136,7 @@ pub struct Admin {
     ops: Mutex<()>,
     /// Versions the watcher found in the store that failed the gate, so a
     /// later event does not gate them again.
-    rejected: Mutex<std::collections::BTreeSet<(String, String)>>,
+    rejected: Mutex<BTreeMap<(String, String), Option<Fingerprint>>>,
 }
 
 impl Admin {
@@ -207,19 +207,35 @@ impl Admin {
     pub fn sync_from_store(&self) -> Result<(), AdminError> {
         let _op = self.op();
         let versions = self.store.versions()?;
+        let mut retired: BTreeMap<&String, Vec<String>> = BTreeMap::new();
         for (name, version) in &versions {
             let key = (name.clone(), version.clone());
-            let known =
-                self.loaded().contains_key(&key) || self.rejected.lock().is_ok_and(|r| r.contains(&key));
-            if known {
+            // Versions that were live and fell out of `--keep-versions`
+            // stay unloaded: `commit()` evicted them on purpose.
+            if !retired.contains_key(name) {
+                let state = self.store.state(name)?;
+                retired
+                    .insert(name, state.history.iter().skip(self.keep.saturating_sub(1)).cloned().collect());
+            }
+            if retired[name].contains(version) || self.loaded().contains_key(&key) {
+                continue;
+            }
+            // A rejected version is gated again only once its files change.
+            let print = self.store.fingerprint(name, version);
+            if self.rejected.lock().is_ok_and(|r| r.get(&key) == Some(&print)) {
                 continue;
             }
             match self.ensure_loaded(name, version) {
-                Ok(_) => tracing::info!(plugin = %name, "store: {name}@{version} passed the gate; ready"),
+                Ok(_) => {
+                    tracing::info!(plugin = %name, "store: {name}@{version} passed the gate; ready");
+                    if let Ok(mut r) = self.rejected.lock() {
+                        r.remove(&key);
+                    }
+                }
                 Err(e) => {
                     tracing::error!(plugin = %name, "store: {name}@{version} rejected: {e}");
                     if let Ok(mut r) = self.rejected.lock() {
-                        r.insert(key);
+                        r.insert(key, print);
                     }
                 }
             }
@@ -331,7 +347,11 @@ impl Admin {
     /// Persists `state`, swaps `live` in, and unloads versions beyond `keep`.
     fn commit(&self, name: &str, state: &PluginState, live: Arc<PluginVersion>) -> Result<(), AdminError> {
         self.store.set_state(name, state)?;
-        self.registry.insert(live);
+        if let Some(replaced) = self.registry.insert(live.clone())
+            && !Arc::ptr_eq(&replaced, &live)
+        {
+            replaced.release_idle();
+        }
         let keep: Vec<&String> = state.live.iter().chain(state.history.iter().take(self.keep - 1)).collect();
         // Only versions that were live before are unloaded; gated uploads not yet
         // activated stay ready.

@@ -516,3 +516,66 @@ async fn calls_in_flight_finish_on_the_version_they_started_with() {
     let old = in_flight.await.unwrap();
     assert_eq!((old.status, &old.json["version"]), (StatusCode::OK, &json!("0.1.0")), "{}", old.text);
 }
+
+/// `scorehost_plugin_events_total{plugin="logreg", event=…}`, 0 when absent.
+async fn logreg_events(app: &Arc<App>, event: &str) -> f64 {
+    let m = send(app, Request::get("/metrics").body(Body::empty()).unwrap()).await.text;
+    let event = format!("event=\"{event}\"");
+    crate::metrics::sample(&m, "scorehost_plugin_events_total", &[r#"plugin="logreg""#, &event])
+        .unwrap_or(0.0)
+}
+
+/// Polls (bounded: 10 s) until `event` has been counted `n` times.
+async fn wait_for_events(app: &Arc<App>, event: &str, n: f64) -> f64 {
+    for _ in 0..200 {
+        if logreg_events(app, event).await >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    logreg_events(app, event).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_regates_a_copy_once_complete_and_leaves_evicted_versions_out() {
+    let store = tempfile::tempdir().unwrap();
+    let root = store.path().to_owned();
+    let app = server(&root);
+    let api = app.admin.as_ref().unwrap();
+    let _watcher = scorehost::watch::watch(api.admin(), &root).unwrap();
+
+    // A deploy tool that copies in place, pausing longer than the debounce
+    // after the manifest: gated half-copied, it fails; once the copy is
+    // complete its files changed, so it is gated again and passes (before:
+    // rejected for good).
+    let dest = root.join("logreg/0.1.0");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::copy(staged("logreg").join("plugin.toml"), dest.join("plugin.toml")).unwrap();
+    assert_eq!(wait_for_events(&app, "gate_failed", 1.0).await, 1.0, "the half copy is gated and fails");
+    copy_dir(&staged("logreg"), &dest);
+    assert_eq!(wait_for_events(&app, "gate_passed", 1.0).await, 1.0, "the complete copy passes");
+
+    // Four versions activated in turn with --keep-versions 3: the oldest is
+    // evicted from memory, and the watcher (woken by every state.json) does
+    // not gate it back in.
+    let activate = |version: &str| {
+        admin_req("POST", &format!("/admin/v1/plugins/logreg/versions/{version}/activate"), vec![])
+    };
+    let r = send(&app, activate("0.1.0")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let variants: Vec<_> =
+        (2..=4).map(|i| logreg_variant(&format!("0.1.0+model.{i}"), 0.1 * i as f64, false)).collect();
+    for (i, dir) in (2..=4).zip(&variants) {
+        let version = format!("0.1.0+model.{i}");
+        let path = format!("/admin/v1/plugins/logreg/versions/{version}");
+        assert_eq!(send(&app, admin_req("PUT", &path, tar_of(dir.path()))).await.status, StatusCode::CREATED);
+        let r = send(&app, activate(&version)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        logreg_events(&app, "gate_passed").await,
+        4.0,
+        "one gate per version, none for the evicted one"
+    );
+}

@@ -170,3 +170,22 @@ fn a_fresh_instance_reuses_the_pages_of_the_last_one() {
         "{per_call:.2} page faults per fresh call: freed memory is no longer reset in place"
     );
 }
+
+#[test]
+fn idle_instances_of_other_versions_do_not_starve_the_pool() {
+    // A pool of two instance slots: idle instances may hold a quarter of it
+    // (one). Before, every loaded version kept its load-time instance idle,
+    // and with two versions loaded no call could get a slot.
+    let runtime = scorehost::Runtime::new(scorehost::PoolSize { instances: 2 }, None).unwrap();
+    let a = runtime.load(&crate::support::staged("logreg")).unwrap();
+    let copy = copy_with("logreg", |m| m.replace("version = \"0.1.0\"", "version = \"0.1.0+b\""));
+    let b = runtime.load(copy.path()).unwrap();
+    assert_eq!(a.idle_instances() + b.idle_instances(), 1, "one idle instance in all");
+    let row = obj(crate::examples::logreg_features());
+    for _ in 0..3 {
+        b.score(&row, None).unwrap();
+        a.score(&row, None).unwrap();
+    }
+    b.release_idle();
+    assert_eq!(b.idle_instances(), 0);
+}
