@@ -29,6 +29,10 @@
 #   DURATION=5 ROUNDS=1 benches/load.sh  # quick pass
 #   WASMTIME_SERVE=0 benches/load.sh     # without the wasmtime serve servers
 #                                        # (no wasmtime-cli build)
+#   BEFORE_BIN=/tmp/old/scorehost benches/load.sh
+#                                        # also serves an earlier build as
+#                                        # scorehost-before, interleaved: a change's
+#                                        # before/after in one run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -78,7 +82,8 @@ wrk.body = f:read("*a")
 f:close()
 LUA
 
-declare -A port=([native]=18090 [scorehost]=18080 [scorehost-blocking]=18081 [wasmtime-serve]=18070 [wasmtime-serve-reuse]=18071)
+declare -A port=([native]=18090 [scorehost]=18080 [scorehost-blocking]=18081 [scorehost-before]=18082
+                 [wasmtime-serve]=18070 [wasmtime-serve-reuse]=18071)
 start() { # name cmd...
   local name=$1; shift
   "$@" >"$work/$name.log" 2>&1 &
@@ -92,6 +97,11 @@ start() { # name cmd...
 start native "$bin/native-baseline" "127.0.0.1:${port[native]}"
 start scorehost "$bin/scorehost" --cache-dir "$work/cache" serve --addr "127.0.0.1:${port[scorehost]}"
 start scorehost-blocking "$bin/scorehost" --cache-dir "$work/cache" serve --addr "127.0.0.1:${port[scorehost-blocking]}" --call-mode blocking
+before=""
+if [ -n "${BEFORE_BIN:-}" ]; then
+  before=scorehost-before
+  start scorehost-before "$BEFORE_BIN" --cache-dir "$work/cache-before" serve --addr "127.0.0.1:${port[scorehost-before]}"
+fi
 # The pooling allocator is wasmtime serve's fast path for an instance per
 # request; it is given every advantage scorehost has.
 wt_servers=""
@@ -104,7 +114,7 @@ fi
 
 # Same request, same answer: every server must score the payload alike before
 # anything is timed.
-for s in native scorehost $wt_servers; do
+for s in native scorehost $before $wt_servers; do
   answer=$(curl -sf -X POST -H 'content-type: application/json' --data-binary @"$work/logreg-1.json" \
     "http://127.0.0.1:${port[$s]}/v1/plugins/logreg/score") || { echo "$s did not answer 200" >&2; exit 1; }
   echo "$s: $answer" >&2
@@ -116,9 +126,9 @@ to_us() { # wrk latency like 512.00us / 1.20ms / 2.00s -> microseconds
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/, "", v); print v+0 } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v*1000 } else { sub(/s$/, "", v); print v*1000000 } }'
 }
 
-scenarios=("logreg-1:/v1/plugins/logreg/score:native scorehost scorehost-blocking $wt_servers"
-           "gbdt-1:/v1/plugins/gbdt/score:native scorehost scorehost-blocking"
-           "logreg-100:/v1/plugins/logreg/score:native scorehost scorehost-blocking")
+scenarios=("logreg-1:/v1/plugins/logreg/score:native scorehost $before scorehost-blocking $wt_servers"
+           "gbdt-1:/v1/plugins/gbdt/score:native scorehost $before scorehost-blocking"
+           "logreg-100:/v1/plugins/logreg/score:native scorehost $before scorehost-blocking")
 results="$work/results.tsv"
 for round in $(seq 1 "$ROUNDS"); do
   for sc in "${scenarios[@]}"; do

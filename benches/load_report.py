@@ -15,8 +15,8 @@ import collections
 import statistics
 import sys
 
-SERVERS = ["native", "scorehost", "scorehost-blocking", "wasmtime-serve", "wasmtime-serve-reuse"]
-COLOURS = {"native": "#7f7f7f", "scorehost": "#1f77b4", "scorehost-blocking": "#9ecae1",
+SERVERS = ["native", "scorehost", "scorehost-before", "scorehost-blocking", "wasmtime-serve", "wasmtime-serve-reuse"]
+COLOURS = {"native": "#7f7f7f", "scorehost": "#1f77b4", "scorehost-before": "#2ca02c", "scorehost-blocking": "#9ecae1",
            "wasmtime-serve": "#d62728", "wasmtime-serve-reuse": "#ff9896"}
 
 
@@ -63,6 +63,15 @@ def targets(runs):
         rounds = ", ".join(f"{r:.2f}" for r in per_round(runs, sc, "scorehost", "native"))
         print(f"  {sc} req/s vs native: {thr:.2f}x (target >= 0.9x) {'met' if thr >= 0.9 else 'MISSED'} [{rounds}]")
         print(f"  {sc} p99 vs native: {p99:.2f}x (target <= 1.5x) {'met' if p99 <= 1.5 else 'MISSED'}")
+    for sc in ["logreg-1", "gbdt-1", "logreg-100"]:
+        if runs.get((sc, "scorehost-before")) and runs.get((sc, "native")):
+            now = med(runs[(sc, "scorehost")], 1) / med(runs[(sc, "native")], 1)
+            was = med(runs[(sc, "scorehost-before")], 1) / med(runs[(sc, "native")], 1)
+            change = (now / was - 1) * 100
+            rounds = ", ".join(f"{r:.2f}" for r in per_round(runs, sc, "scorehost", "scorehost-before"))
+            verdict = "met" if change >= -3 else "MISSED"
+            print(f"  {sc} vs native, before -> after: {was:.2f}x -> {now:.2f}x ({change:+.1f}%; "
+                  f"target: no drop over 3%) {verdict} [after/before per round: {rounds}]")
     for baseline in ["wasmtime-serve", "wasmtime-serve-reuse"]:
         if runs.get(("logreg-1", baseline)):
             ratio = med(runs[("logreg-1", "scorehost")], 1) / med(runs[("logreg-1", baseline)], 1)

@@ -47,7 +47,7 @@ z = w["intercept"] + w["weights"]["amount_usd_log"] * 2.0
 v = {"name": "shifted intercept", "input": {"amount_usd_log": 2.0}, "score": 1 / (1 + math.exp(-z)), "tolerance": 1e-9}
 (d / "tests.jsonl").write_text(json.dumps(v) + "\n")
 PY
-echo "swap-bench-$RANDOM$RANDOM" > "$work/token"
+(umask 077; python3 -c "import secrets; print(secrets.token_hex(16))" > "$work/token")
 auth="Authorization: Bearer $(cat "$work/token")"
 "$bin" --cache-dir "$work/cache" serve --store "$work/store" --admin-token-file "$work/token" \
   --addr "127.0.0.1:$PORT" >"$work/server.log" 2>&1 &

@@ -25,18 +25,26 @@
 use std::path::Path;
 use std::time::Duration;
 
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::CallError;
 use crate::manifest::World;
 use crate::plugin::PluginVersion;
+use crate::safe_read::{self, ReadError};
 
 /// The file name of a plugin's golden vectors, in its directory.
 pub const FILE: &str = "tests.jsonl";
 
 /// Most vectors a file may hold (the gate runs them all, twice).
 pub const MAX_VECTORS: usize = 10_000;
+
+/// Most bytes [`FILE`] may hold: 16 MiB, [`MAX_VECTORS`] vectors of 1.6 KiB
+/// each. [`read`] refuses a larger file without reading past the limit (a
+/// `tests.jsonl` that never ends would otherwise exhaust memory).
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 fn default_tolerance() -> f64 {
     1e-9
@@ -89,6 +97,22 @@ pub enum VectorsError {
     /// The file holds no vectors.
     #[error("{FILE} holds no golden vectors; a version must ship at least one")]
     Empty,
+    /// The file is not a regular file (a FIFO, a device, a directory).
+    #[error("{path} is a {kind}, not a regular file; {FILE} must be a regular file")]
+    NotAFile {
+        /// The file.
+        path: String,
+        /// What it is instead, e.g. `FIFO (named pipe)`.
+        kind: &'static str,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{path} is larger than {limit} bytes, the most {FILE} may hold")]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 /// Parses golden vectors for a plugin of `world`.
@@ -136,11 +160,24 @@ pub fn parse(text: &str, world: World) -> Result<Vec<Vector>, VectorsError> {
     Ok(vectors)
 }
 
-/// Reads and parses `dir/tests.jsonl`.
+/// Reads and parses `dir/tests.jsonl`, through `dir` opened with cap-std: a
+/// symlink leading out of `dir` (to `/dev/zero`, say), a FIFO, a device or a
+/// file of more than [`MAX_FILE_BYTES`] is an error, never a hang or an
+/// exhausted heap (see [`safe_read`]).
 pub fn read(dir: &Path, world: World) -> Result<Vec<Vector>, VectorsError> {
-    let path = dir.join(FILE);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|cause| VectorsError::Io { path: path.display().to_string(), cause })?;
+    let root = Dir::open_ambient_dir(dir, ambient_authority())
+        .map_err(|cause| VectorsError::Io { path: dir.display().to_string(), cause })?;
+    let path = dir.join(FILE).display().to_string();
+    let bytes = safe_read::read_regular(&root, Path::new(FILE), MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::NotAFile { kind, .. } => VectorsError::NotAFile { path, kind },
+        ReadError::TooLarge { limit, .. } => VectorsError::TooLarge { path, limit },
+        other => VectorsError::Io { path, cause: other.into_io_error() },
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid].iter().filter(|&&b| b == b'\n').count() + 1;
+        VectorsError::Invalid { line, message: format!("not UTF-8 text ({})", e.utf8_error()) }
+    })?;
     parse(&text, world)
 }
 
@@ -307,6 +344,23 @@ mod tests {
         assert!(matches!(parse("\n\n", World::Scorer), Err(VectorsError::Empty)));
         let e = parse(&format!("{ok}\nnot json"), World::Scorer).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn read_names_the_line_that_is_not_utf8_and_refuses_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = r#"{"name": "a", "input": {"x": 1}, "score": 0.5}"#;
+        let mut bytes = format!("{ok}\n{ok}\n").into_bytes();
+        bytes.extend_from_slice(b"\"\xff\"\n");
+        std::fs::write(dir.path().join(FILE), bytes).unwrap();
+        let e = read(dir.path(), World::Scorer).unwrap_err();
+        assert!(matches!(e, VectorsError::Invalid { line: 3, .. }), "{e}");
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+        std::fs::remove_file(dir.path().join(FILE)).unwrap();
+        std::fs::create_dir(dir.path().join(FILE)).unwrap();
+        let e = read(dir.path(), World::Scorer).unwrap_err();
+        assert!(matches!(e, VectorsError::NotAFile { kind: "directory", .. }), "{e}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub mod registry;
 pub mod render;
 pub mod request_id;
 mod runtime;
+pub mod safe_read;
 pub mod snapshot;
 pub mod stats;
 pub mod store;

@@ -20,11 +20,27 @@ use crate::layout::Layout;
 use crate::limits::Limits;
 use crate::manifest::{Manifest, World};
 use crate::plugin::PluginVersion;
+use crate::safe_read;
 use crate::snapshot::{self, InitInput};
+
+/// Most bytes `plugin.toml` may hold.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 10;
+
+/// Most bytes a component may hold: 256 MiB, the store's limit on a whole
+/// upload (`store::UploadLimits::default().max_bytes`).
+pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
 
 fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> LoadError {
     let path = path.into();
     move |cause| LoadError::Io { path, cause }
+}
+
+/// Reads the plugin file `name` through the plugin's `Dir` with
+/// [`safe_read::read_regular`]: a FIFO, a device, a symlink leading out or a
+/// file over `max` is a `LoadError::Io` that names `dir/name` and says why.
+fn read_file(root: &Dir, dir: &Path, name: &Path, max: u64) -> Result<Vec<u8>, LoadError> {
+    safe_read::read_regular(root, name, max)
+        .map_err(|e| LoadError::Io { path: dir.join(name), cause: e.into_io_error() })
 }
 
 impl PluginVersion {
@@ -38,25 +54,29 @@ impl PluginVersion {
     ) -> Result<Self, LoadError> {
         let root = Dir::open_ambient_dir(dir, ambient_authority()).map_err(io(dir))?;
         let manifest_path = dir.join("plugin.toml");
-        let text = root.read_to_string("plugin.toml").map_err(io(&manifest_path))?;
+        let bytes = read_file(&root, dir, Path::new("plugin.toml"), MAX_MANIFEST_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|e| LoadError::Manifest {
+            path: manifest_path.clone(),
+            message: format!("not UTF-8 text ({})", e.utf8_error()),
+        })?;
         let manifest =
             Manifest::parse(&text).map_err(|message| LoadError::Manifest { path: manifest_path, message })?;
         let component_path = dir.join(&manifest.component);
-        let wasm = root.read(&manifest.component).map_err(io(&component_path))?;
-        let model_dir = match &manifest.model_dir {
-            Some(d) => {
-                // Opened through the plugin's Dir: a symlink or path escaping it fails here.
-                root.open_dir(d).map_err(io(dir.join(d)))?;
-                Some(dir.join(d))
-            }
+        let wasm = read_file(&root, dir, Path::new(&manifest.component), MAX_COMPONENT_BYTES)?;
+        // Held for the whole load: the path handed on is checked against it.
+        let model = match &manifest.model_dir {
+            Some(d) => Some(ModelDir::open(&root, dir, d)?),
             None => None,
         };
+        let model_dir = model.as_ref().map(|m| m.path.as_path());
         let config = manifest.config_entries();
         let limits = manifest.limits();
         let label: Arc<str> = format!("{}@{}", manifest.name, manifest.version).into();
 
-        let key = cache::key(engine.engine(), manifest.world, &wasm, &config, model_dir.as_deref())
-            .map_err(io(dir))?;
+        let key = cache::key(engine.engine(), manifest.world, &wasm, &config, model_dir).map_err(io(dir))?;
+        if let Some(model) = &model {
+            model.verify()?;
+        }
         let cached = cache.and_then(|c| c.get(engine.engine(), &key));
         let from_cache = cached.is_some();
         let component = match cached {
@@ -67,10 +87,14 @@ impl PluginVersion {
                     plugin: label.clone(),
                     world: manifest.world,
                     config: &config,
-                    model_dir: model_dir.as_deref(),
+                    model_dir,
                     memory_limit: limits.memory_bytes,
                 };
                 let snapshot = snapshot::preinitialize(engine, &linkers.init, &wasm, &input)?;
+                // A directory swapped in while init read it is not what the key hashed.
+                if let Some(model) = &model {
+                    model.verify()?;
+                }
                 let component = Component::new(engine.engine(), &snapshot)
                     .map_err(|e| LoadError::engine("compiling the initialised component", e))?;
                 if let Some(cache) = cache
@@ -112,6 +136,70 @@ impl PluginVersion {
     }
 }
 
+/// The model directory: opened through the plugin's `Dir` (so `..` or a
+/// symlink leading out of the plugin directory fails), and the path handed on
+/// to the cache key and the `/model` preopen, which take a path today. The
+/// handle is held for the whole load so that the path can be checked to still
+/// name the directory that was opened: a model dir that is itself a symlink,
+/// or that is replaced (renamed over) while the plugin loads, is refused
+/// rather than followed.
+#[derive(Debug)]
+struct ModelDir {
+    /// The directory as opened through the plugin's `Dir`.
+    #[cfg_attr(not(unix), allow(dead_code))]
+    handle: Dir,
+    /// `<plugin dir>/<model_dir>`.
+    path: PathBuf,
+}
+
+impl ModelDir {
+    /// Opens `rel` (the manifest's `model_dir`) inside the plugin directory
+    /// `dir`, opened as `root`, and checks the path against the handle.
+    fn open(root: &Dir, dir: &Path, rel: &str) -> Result<Self, LoadError> {
+        let path = dir.join(rel);
+        let handle = root.open_dir(rel).map_err(|cause| {
+            let cause = if safe_read::is_escape(&cause) {
+                safe_read::ReadError::Outside { path: rel.into() }.into_io_error()
+            } else {
+                cause
+            };
+            LoadError::Io { path: path.clone(), cause }
+        })?;
+        let model = ModelDir { handle, path };
+        model.verify()?;
+        Ok(model)
+    }
+
+    /// Checks that the path still names the directory that was opened: it is
+    /// not a symlink, and (on unix) has the device and inode of the handle.
+    fn verify(&self) -> Result<(), LoadError> {
+        let refuse = |message: &str| LoadError::Io {
+            path: self.path.clone(),
+            cause: std::io::Error::new(std::io::ErrorKind::InvalidInput, message),
+        };
+        let named = std::fs::symlink_metadata(&self.path).map_err(io(&self.path))?;
+        if named.file_type().is_symlink() {
+            return Err(refuse(
+                "the model directory is a symbolic link; model_dir must name a real directory inside \
+                 the plugin directory (name the link's target in model_dir instead)",
+            ));
+        }
+        #[cfg(unix)]
+        {
+            use cap_std::fs::MetadataExt as _;
+            use std::os::unix::fs::MetadataExt as _;
+            let opened = self.handle.dir_metadata().map_err(io(&self.path))?;
+            if (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
+                return Err(refuse(
+                    "the model directory was replaced while the plugin loaded (the path no longer names \
+                     the directory that was opened); load the plugin again once its directory is settled",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Calls `describe()` once and checks it against the manifest.
 fn describe(instances: &Instances, limits: Limits, manifest: &Manifest) -> Result<Metadata, LoadError> {
     let meta = instances
@@ -150,4 +238,42 @@ fn check_component(wasm: &[u8], path: &Path) -> Result<(), LoadError> {
     }
     let mut validator = wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all());
     validator.validate_all(wasm).map(|_| ()).map_err(|e| invalid(e.to_string()))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn plugin_dir() -> (tempfile::TempDir, Dir) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("model")).unwrap();
+        let root = Dir::open_ambient_dir(tmp.path(), ambient_authority()).unwrap();
+        (tmp, root)
+    }
+
+    #[test]
+    fn a_model_dir_replaced_after_it_was_opened_is_refused() {
+        let (tmp, root) = plugin_dir();
+        let model = ModelDir::open(&root, tmp.path(), "model").unwrap();
+        model.verify().unwrap();
+        std::fs::rename(tmp.path().join("model"), tmp.path().join("model.old")).unwrap();
+        std::fs::create_dir(tmp.path().join("model")).unwrap();
+        let e = model.verify().unwrap_err();
+        assert!(e.to_string().contains("was replaced while the plugin loaded"), "{e}");
+    }
+
+    #[test]
+    fn a_model_dir_that_is_a_symlink_is_refused() {
+        let (tmp, root) = plugin_dir();
+        std::os::unix::fs::symlink("model", tmp.path().join("linked")).unwrap();
+        let e = ModelDir::open(&root, tmp.path(), "linked").unwrap_err();
+        assert!(matches!(&e, LoadError::Io { path, .. } if path.ends_with("linked")), "{e}");
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        std::os::unix::fs::symlink("/tmp", tmp.path().join("outside")).unwrap();
+        let e = ModelDir::open(&root, tmp.path(), "outside").unwrap_err();
+        assert!(e.to_string().contains("leads outside the plugin directory"), "{e}");
+        // A real directory under a path inside the plugin directory is fine.
+        std::fs::create_dir(tmp.path().join("model/v2")).unwrap();
+        ModelDir::open(&root, tmp.path(), "model/v2").unwrap().verify().unwrap();
+    }
 }

@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// Required with --store.
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Serve the admin API (`/admin/v1/`) on this address only, e.g.
+    /// 127.0.0.1:8081; the public --addr then answers it 404. Without it the
+    /// admin API shares --addr.
+    #[arg(long, requires = "store")]
+    admin_addr: Option<SocketAddr>,
     /// Versions per plugin kept loaded for an instant rollback (the live one included).
     #[arg(long, default_value_t = 3)]
     keep_versions: usize,
@@ -228,7 +233,24 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         // of killing the process with the default action.
         let shutdown = shutdown_signal().context("installing the SIGTERM/Ctrl-C handlers")?;
         tracing::info!("serving {} plugin(s) on http://{}", app.registry.len(), listener.local_addr()?);
-        server::serve(listener, app, shutdown).await.context("serving")
+        match args.admin_addr {
+            Some(admin_addr) => {
+                let admin = tokio::net::TcpListener::bind(admin_addr)
+                    .await
+                    .with_context(|| format!("binding the admin address {admin_addr}"))?;
+                tracing::info!("admin API on http://{} only", admin.local_addr()?);
+                server::serve_with_admin(listener, admin, app, shutdown).await.context("serving")
+            }
+            None => {
+                if app.admin.is_some() && !args.addr.ip().is_loopback() {
+                    tracing::warn!(
+                        "the admin API shares the public address {}; --admin-addr puts it on its own",
+                        args.addr
+                    );
+                }
+                server::serve(listener, app, shutdown).await.context("serving")
+            }
+        }
     })
 }
 
@@ -241,7 +263,7 @@ fn open_store(
     args: &ServeArgs,
 ) -> anyhow::Result<AdminApi> {
     let token = match &args.admin_token_file {
-        Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        Some(f) => read_token_file(f)?,
         None => std::env::var("SCOREHOST_ADMIN_TOKEN").unwrap_or_default(),
     };
     if token.trim().is_empty() {
@@ -256,7 +278,30 @@ fn open_store(
         tracing::warn!("store: ignoring {other} (not a plugin name/version directory)");
     }
     tracing::info!("store {}: {} version(s), {} live", root.display(), scan.versions.len(), registry.len());
-    Ok(AdminApi::new(admin, token.trim(), args.max_upload_bytes))
+    Ok(AdminApi::new(admin, token.trim(), args.max_upload_bytes)?)
+}
+
+/// Reads the admin token file: a regular file that only its owner can read
+/// (as ssh insists for keys), at most 4 KiB.
+fn read_token_file(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("the admin token file {} is not a regular file", path.display());
+    }
+    if meta.mode() & 0o077 != 0 {
+        bail!(
+            "the admin token file {} is readable or writable by others (mode {:o}); `chmod 600 {}`",
+            path.display(),
+            meta.mode() & 0o777,
+            path.display()
+        );
+    }
+    let mut token = String::new();
+    file.take(4096).read_to_string(&mut token).with_context(|| format!("reading {}", path.display()))?;
+    Ok(token)
 }
 
 /// Installs the SIGTERM and Ctrl-C handlers now, and returns a future that

@@ -28,11 +28,33 @@ pub struct AdminApi {
     pub max_upload_bytes: usize,
 }
 
+/// The shortest admin token accepted, in bytes (`openssl rand -hex 16`
+/// prints 32): long enough that guessing it over the network is hopeless.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+
+/// Why an admin token was refused at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    /// Shorter than [`MIN_ADMIN_TOKEN_LEN`] (surrounding whitespace aside).
+    #[error(
+        "the admin token is {len} bytes; at least {MIN_ADMIN_TOKEN_LEN} are required \
+         (e.g. `openssl rand -hex 16 > admin.token`)"
+    )]
+    TooShort {
+        /// Its length.
+        len: usize,
+    },
+}
+
 impl AdminApi {
-    /// Guards `admin` with `token` (which must not be empty).
-    pub fn new(admin: Admin, token: &str, max_upload_bytes: usize) -> Self {
-        assert!(!token.is_empty(), "an empty admin token would let anyone in");
-        Self { admin: Arc::new(admin), token_digest: Sha256::digest(token.trim()).into(), max_upload_bytes }
+    /// Guards `admin` with `token`, which must be at least
+    /// [`MIN_ADMIN_TOKEN_LEN`] bytes once trimmed. Called once, at start-up.
+    pub fn new(admin: Admin, token: &str, max_upload_bytes: usize) -> Result<Self, AdminTokenError> {
+        let token = token.trim();
+        if token.len() < MIN_ADMIN_TOKEN_LEN {
+            return Err(AdminTokenError::TooShort { len: token.len() });
+        }
+        Ok(Self { admin: Arc::new(admin), token_digest: Sha256::digest(token).into(), max_upload_bytes })
     }
 
     /// The admin logic, shared (the store watcher uses it too).
@@ -40,12 +62,16 @@ impl AdminApi {
         self.admin.clone()
     }
 
-    /// Checks the bearer token. Digests are compared, so the time taken says
+    /// Checks the bearer token. The scheme is case-insensitive (RFC 9110:
+    /// `bearer`, `Bearer`); digests are compared, so the time taken says
     /// nothing about how much of a guess was right.
     fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let value = headers.get(header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
-        let token =
-            value.to_str().ok().and_then(|v| v.strip_prefix("Bearer ")).ok_or(ApiError::Unauthorized)?;
+        let (scheme, token) =
+            value.to_str().ok().and_then(|v| v.split_once(' ')).ok_or(ApiError::Unauthorized)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::Unauthorized);
+        }
         let digest: [u8; 32] = Sha256::digest(token.trim()).into();
         if digest == self.token_digest { Ok(()) } else { Err(ApiError::Forbidden) }
     }

@@ -107,6 +107,48 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// Whether this is a route of the admin API (`/admin/v1/…`).
+    fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Self::AdminList
+                | Self::AdminUpload
+                | Self::AdminDelete
+                | Self::AdminActivate
+                | Self::AdminRollback
+                | Self::AdminCanary
+                | Self::AdminAbort
+                | Self::AdminPromote
+                | Self::AdminShadow
+                | Self::AdminUnshadow
+        )
+    }
+}
+
+/// Which routes one listener serves. With `serve --admin-addr`, the admin API
+/// is only on its own address (not reachable where clients score) and the
+/// public address answers it 404, as a path that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Every route: one listener for everything (the default).
+    All,
+    /// Every route but the admin API.
+    Public,
+    /// The admin API, and `/healthz` for the admin address's own checks.
+    Admin,
+}
+
+impl Exposure {
+    fn allows(self, endpoint: Endpoint) -> bool {
+        match self {
+            Exposure::All => true,
+            Exposure::Public => !endpoint.is_admin(),
+            Exposure::Admin => endpoint.is_admin() || endpoint == Endpoint::Healthz,
+        }
+    }
+}
+
 /// One method of one path: its endpoint and the route template as a metrics label.
 #[derive(Debug, Clone)]
 struct Entry {
@@ -124,11 +166,18 @@ pub struct Router {
     table: Arc<matchit::Router<Vec<Entry>>>,
     unmatched: Label,
     no_plugin: Label,
+    exposure: Exposure,
 }
 
 impl Router {
-    /// Builds the table from [`ROUTES`].
+    /// Builds the table from [`ROUTES`], every route exposed.
     pub fn new(app: Arc<App>) -> Self {
+        Self::exposing(app, Exposure::All)
+    }
+
+    /// Builds the table from [`ROUTES`], serving only what `exposure` allows
+    /// (the rest is 404, as if it did not exist).
+    pub fn exposing(app: Arc<App>, exposure: Exposure) -> Self {
         let mut by_path: Vec<(&str, Vec<Entry>)> = Vec::new();
         for &(method, path) in ROUTES {
             let entry = Entry {
@@ -150,6 +199,7 @@ impl Router {
             table: Arc::new(table),
             unmatched: Label::new(Arc::from("unmatched")),
             no_plugin: Label::new(Arc::from("")),
+            exposure,
         }
     }
 
@@ -177,6 +227,10 @@ impl Router {
         };
         // HEAD is answered as GET (hyper sends the headers only).
         let method = if req.method() == Method::HEAD { &Method::GET } else { req.method() };
+        if !self.exposure.allows(matched.value[0].endpoint) {
+            let error = ApiError::NoRoute(format!("{} {path}", req.method()));
+            return (self.unmatched.clone(), error.into_response());
+        }
         let Some(entry) = matched.value.iter().find(|e| e.method == *method) else {
             let template = matched.value[0].template.clone();
             return (template, ApiError::MethodNotAllowed.into_response());

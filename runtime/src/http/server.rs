@@ -28,33 +28,74 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
 
-use super::{App, ServerConfig, router};
+use super::routing::{Exposure, Router};
+use super::{App, ServerConfig};
 
 /// How long a connection told to close (stalled or idle) may take to finish
 /// before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains.
+/// Connections the admin address (`--admin-addr`) holds open at once: its
+/// own cap, so a flood of the public port cannot lock operators out.
+const MAX_ADMIN_CONNECTIONS: usize = 64;
+
+/// Serves every route of `app` on `listener` until `shutdown` completes,
+/// then drains.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let router = router(app.clone());
+    let cap = app.config.max_connections;
+    serve_listeners(vec![(listener, Exposure::All, cap)], app, shutdown).await
+}
+
+/// Serves `app` with the admin API on its own listener: `public` answers
+/// everything but `/admin/v1/` (404 there), `admin` only the admin API (and
+/// `/healthz`). One shutdown drains both.
+pub async fn serve_with_admin(
+    public: TcpListener,
+    admin: TcpListener,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let cap = app.config.max_connections;
+    let listeners = vec![(public, Exposure::Public, cap), (admin, Exposure::Admin, MAX_ADMIN_CONNECTIONS)];
+    serve_listeners(listeners, app, shutdown).await
+}
+
+/// The accept loop over `listeners`, each with the routes it exposes and its
+/// own connection cap.
+async fn serve_listeners(
+    listeners: Vec<(TcpListener, Exposure, usize)>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let routers: Vec<Router> =
+        listeners.iter().map(|(_, exposure, _)| Router::exposing(app.clone(), *exposure)).collect();
+    let caps: Vec<(Arc<Semaphore>, usize)> =
+        listeners.iter().map(|(_, _, cap)| (Arc::new(Semaphore::new(*cap)), *cap)).collect();
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(app.config.header_read_timeout);
     builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(20)));
     // Told once, at shutdown: every connection closes gracefully.
     let (stop, stopping) = watch::channel(false);
-    let open = Arc::new(Semaphore::new(app.config.max_connections));
     let mut refused = Refusals::default();
     // The status page's history; ends with the server's runtime.
     let sampler = tokio::spawn(app.history.clone().run(app.registry.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
+        let accept_any = std::future::poll_fn(|cx| {
+            for (i, (listener, _, _)) in listeners.iter().enumerate() {
+                if let Poll::Ready(accepted) = listener.poll_accept(cx) {
+                    return Poll::Ready((i, accepted));
+                }
+            }
+            Poll::Pending
+        });
         tokio::select! {
-            accepted = listener.accept() => {
+            (i, accepted) = accept_any => {
                 let stream = match accepted {
                     Ok((stream, _)) => stream,
                     Err(e) => {
@@ -64,15 +105,16 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let (open, cap) = &caps[i];
                 let Ok(permit) = open.clone().try_acquire_owned() else {
-                    refused.note(app.config.max_connections);
+                    refused.note(*cap);
                     drop(stream); // closed before anything is read
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let activity = Arc::new(Activity::default());
                 let service = {
-                    let (router, activity) = (router.clone(), activity.clone());
+                    let (router, activity) = (routers[i].clone(), activity.clone());
                     hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let router = router.clone();
                         let busy = activity.begin();
@@ -98,12 +140,16 @@ pub async fn serve(
 
     sampler.abort();
     app.start_draining();
-    drop(listener); // new connections are refused from here on
+    drop(listeners); // new connections are refused from here on
     tracing::info!("shutting down: waiting for in-flight requests");
     let _ = stop.send(true);
-    let all = u32::try_from(app.config.max_connections).unwrap_or(u32::MAX);
+    let all_closed = async {
+        for (open, cap) in &caps {
+            let _ = open.acquire_many(u32::try_from(*cap).unwrap_or(u32::MAX)).await;
+        }
+    };
     tokio::select! {
-        _ = open.acquire_many(all) => tracing::info!("all connections closed"),
+        () = all_closed => tracing::info!("all connections closed"),
         () = tokio::time::sleep(app.config.shutdown_grace) => {
             tracing::warn!("grace period of {:?} over; closing remaining connections", app.config.shutdown_grace);
         }

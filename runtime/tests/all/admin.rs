@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::http::{Reply, send};
 use crate::support::{copy_dir, copy_with, staged};
 
-const TOKEN: &str = "s3cret-admin-token";
+const TOKEN: &str = "s3cret-admin-token-of-32-bytes-or-more";
 
 /// A server over an empty (or existing) store at `root`, built off the async
 /// workers (loading runs `init`).
@@ -32,7 +32,7 @@ pub fn server(root: &Path) -> Arc<App> {
             registry,
             Pipelines::default(),
             ServerConfig::default(),
-            Some(AdminApi::new(admin, TOKEN, 1 << 20)),
+            Some(AdminApi::new(admin, TOKEN, 1 << 20).unwrap()),
         )
     })
     .join()
@@ -202,6 +202,27 @@ async fn tokens_names_and_archives_are_checked() {
     let mut req = admin_req("GET", "/admin/v1/plugins", vec![]);
     req.headers_mut().insert(header::AUTHORIZATION, "Bearer guess".parse().unwrap());
     assert_eq!(send(&app, req).await.status, StatusCode::FORBIDDEN);
+    // The scheme is case-insensitive (RFC 9110); another scheme is no token.
+    for (value, status) in [
+        (format!("bearer {TOKEN}"), StatusCode::OK),
+        (format!("BEARER  {TOKEN} "), StatusCode::OK),
+        (format!("Basic {TOKEN}"), StatusCode::UNAUTHORIZED),
+    ] {
+        let mut req = admin_req("GET", "/admin/v1/plugins", vec![]);
+        req.headers_mut().insert(header::AUTHORIZATION, value.parse().unwrap());
+        assert_eq!(send(&app, req).await.status, status, "{value}");
+    }
+    // A short token is refused when the server starts.
+    let other = tempfile::tempdir().unwrap();
+    let path = other.path().to_owned();
+    let e = std::thread::spawn(move || {
+        let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 4 }, None).unwrap());
+        let (admin, _) = Admin::open(&path, runtime, Arc::new(Registry::default()), 3).unwrap();
+        AdminApi::new(admin, "  s3cret  ", 1 << 20).err().unwrap()
+    })
+    .join()
+    .unwrap();
+    assert!(e.to_string().contains("at least 32"), "{e}");
 
     // Traversal and odd names never reach the filesystem.
     for path in [
@@ -578,4 +599,42 @@ async fn the_watcher_regates_a_copy_once_complete_and_leaves_evicted_versions_ou
         4.0,
         "one gate per version, none for the evicted one"
     );
+}
+
+/// The status code of `GET path` over a real socket, with the admin token.
+fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_address_the_admin_api_is_only_there() {
+    let store = tempfile::tempdir().unwrap();
+    let app = server(store.path());
+    let public = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(scorehost::http::server::serve_with_admin(public, admin, app, async {
+        let _ = stopped.await;
+    }));
+    let statuses = tokio::task::spawn_blocking(move || {
+        [
+            status_of(public_addr, "/admin/v1/plugins"),
+            status_of(public_addr, "/v1/plugins"),
+            status_of(admin_addr, "/admin/v1/plugins"),
+            status_of(admin_addr, "/v1/plugins"),
+            status_of(admin_addr, "/healthz"),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [404, 200, 200, 404, 200], "public: admin, plugins; admin: admin, plugins, healthz");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
 }

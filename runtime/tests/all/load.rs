@@ -127,3 +127,97 @@ fn a_restart_loads_from_the_compiled_cache() {
     let edited = copy_with("gbdt", |m| m.replace("top_reasons = 3", "top_reasons = 2"));
     assert!(!fresh().load(edited.path()).unwrap().from_cache());
 }
+
+/// Runs `f` on its own thread and waits at most `secs` for it, so a file that
+/// blocks its reader fails the test instead of hanging the run.
+#[cfg(unix)]
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("no answer in {secs} s: blocked on a special file?"))
+}
+
+#[cfg(unix)]
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo").arg(path).status().expect("running mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+#[test]
+fn golden_vectors_symlinked_to_dev_zero_are_refused() {
+    let dir = copy_with("logreg", |m| m);
+    let vectors = dir.path().join("tests.jsonl");
+    std::fs::remove_file(&vectors).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", vectors).unwrap();
+    let path = dir.path().to_owned();
+    // Read to the end, /dev/zero would exhaust memory; it must not be opened at all.
+    let e = within(10, move || scorehost::golden::read(&path, scorehost::World::Scorer).err())
+        .expect("a tests.jsonl leading to /dev/zero must be refused");
+    let msg = e.to_string();
+    assert!(msg.contains("tests.jsonl") && msg.contains("leads outside the plugin directory"), "{msg}");
+}
+
+#[cfg(unix)]
+#[test]
+fn golden_vectors_in_a_fifo_are_refused_without_blocking_the_gate() {
+    let dir = copy_with("logreg", |m| m);
+    let vectors = dir.path().join("tests.jsonl");
+    std::fs::remove_file(&vectors).unwrap();
+    mkfifo(&vectors);
+    let path = dir.path().to_owned();
+    // The gate reads the vectors with the admin lock held: a blocked open would hold it forever.
+    let e = within(10, move || scorehost::golden::read(&path, scorehost::World::Scorer).err())
+        .expect("a FIFO tests.jsonl must be refused");
+    assert!(matches!(e, scorehost::golden::VectorsError::NotAFile { kind: "FIFO (named pipe)", .. }), "{e}");
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn plugin_files_that_are_fifos_or_lead_outside_fail_the_load_promptly() {
+    // plugin.toml as a FIFO.
+    let dir = copy_with("logreg", |m| m);
+    let manifest = dir.path().join("plugin.toml");
+    std::fs::remove_file(&manifest).unwrap();
+    mkfifo(&manifest);
+    let path = dir.path().to_owned();
+    let e = within(10, move || runtime().load(&path).err()).expect("a FIFO plugin.toml must fail the load");
+    assert!(matches!(&e, LoadError::Io { path, .. } if path.ends_with("plugin.toml")), "{e}");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+
+    // The component as a FIFO, with a good manifest.
+    let dir = copy_with("logreg", |m| m);
+    let component = dir.path().join("logreg.wasm");
+    std::fs::remove_file(&component).unwrap();
+    mkfifo(&component);
+    let path = dir.path().to_owned();
+    let e = within(10, move || runtime().load(&path).err()).expect("a FIFO component must fail the load");
+    assert!(matches!(&e, LoadError::Io { path, .. } if path.ends_with("logreg.wasm")), "{e}");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+
+    // plugin.toml symlinked out of the plugin directory.
+    let dir = copy_with("logreg", |m| m);
+    let manifest = dir.path().join("plugin.toml");
+    std::fs::remove_file(&manifest).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", manifest).unwrap();
+    let path = dir.path().to_owned();
+    let e = within(10, move || runtime().load(&path).err()).expect("a plugin.toml leading out must fail");
+    assert!(e.to_string().contains("leads outside the plugin directory"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_model_dir_that_is_a_symlink_is_refused() {
+    // The cache key and the /model preopen reopen the model dir by path; a
+    // symlink there could name another directory by the time they do.
+    let dir = copy_with("logreg", |m| m);
+    std::fs::rename(dir.path().join("model"), dir.path().join("model.real")).unwrap();
+    std::os::unix::fs::symlink("model.real", dir.path().join("model")).unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(&e, LoadError::Io { path, .. } if path.ends_with("model")), "{e}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+}
