@@ -29,10 +29,12 @@
 #   DURATION=5 ROUNDS=1 benches/load.sh  # quick pass
 #   WASMTIME_SERVE=0 benches/load.sh     # without the wasmtime serve servers
 #                                        # (no wasmtime-cli build)
-#   BEFORE_BIN=/tmp/old/scorehost benches/load.sh
+#   BEFORE_BIN=/tmp/old/scorehost BEFORE_PLUGINS=/tmp/old/plugins benches/load.sh
 #                                        # also serves an earlier build as
 #                                        # scorehost-before, interleaved: a change's
-#                                        # before/after in one run
+#                                        # before/after in one run. BEFORE_PLUGINS:
+#                                        # logreg and gbdt as that build staged
+#                                        # them (its `stage-plugins DIR logreg gbdt`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,7 +102,8 @@ start scorehost-blocking "$bin/scorehost" --cache-dir "$work/cache" serve --addr
 before=""
 if [ -n "${BEFORE_BIN:-}" ]; then
   before=scorehost-before
-  start scorehost-before "$BEFORE_BIN" --cache-dir "$work/cache-before" serve --addr "127.0.0.1:${port[scorehost-before]}"
+  start scorehost-before "$BEFORE_BIN" --cache-dir "$work/cache-before" serve \
+    ${BEFORE_PLUGINS:+--plugins "$BEFORE_PLUGINS"} --addr "127.0.0.1:${port[scorehost-before]}"
 fi
 # The pooling allocator is wasmtime serve's fast path for an instance per
 # request; it is given every advantage scorehost has.
