@@ -257,7 +257,7 @@ impl PluginVersion {
 
     /// The undeclared fields of `obj`, counted, when the manifest says to
     /// report them (otherwise none reach here: [`Layout::row`] refused them).
-    fn report_undeclared(&self, obj: &Map<String, Json>) -> Vec<String> {
+    pub(crate) fn report_undeclared(&self, obj: &Map<String, Json>) -> Vec<String> {
         if self.manifest.inputs.undeclared != Undeclared::Report {
             return Vec::new();
         }
@@ -331,6 +331,7 @@ impl PluginVersion {
     ) -> Result<Outcome<Map<String, Json>>, CallError> {
         self.expect(World::Extractor, "extract")?;
         let row = self.inputs.row(event)?;
+        self.report_undeclared(event);
         self.guarded(self.limits.deadline, async {
             let out = self.instances.call(self.limits.tightened(deadline), Request::Extract(&row)).await?;
             let Answer::Extract(answer) = out.value else { unreachable!("extract answers extract") };
@@ -347,6 +348,9 @@ impl PluginVersion {
         deadline: Option<Duration>,
     ) -> Result<Outcome<BatchResults<Map<String, Json>>>, CallError> {
         self.expect(World::Extractor, "extract")?;
+        for event in events {
+            self.report_undeclared(event);
+        }
         self.batch(events, deadline, false, async |good, limits| {
             let Batch::Rows(good) = good else { unreachable!("extractors take rows") };
             let out = self.instances.call(limits, Request::ExtractBatch(&good)).await?;

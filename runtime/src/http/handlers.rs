@@ -226,7 +226,18 @@ pub async fn extract(app: Arc<App>, name: String, request: Request) -> Result<Re
     app.run(async move {
         match body {
             Payload::One(e) => v.extract_async(&e, deadline).await.map(|o| {
-                json_response(StatusCode::OK, &render::extract_response(&v, &o), Some(v.name_label()))
+                let mut body = render::extract_response(&v, &o);
+                // Reported (and counted, by extract_async) only under
+                // `[inputs] undeclared = "report"`; refused otherwise.
+                if v.manifest().inputs.undeclared == crate::manifest::Undeclared::Report
+                    && let Json::Object(m) = &mut body
+                {
+                    let names = v.inputs().undeclared(&e);
+                    if !names.is_empty() {
+                        m.insert("undeclared".into(), json!(names));
+                    }
+                }
+                json_response(StatusCode::OK, &body, Some(v.name_label()))
             }),
             Payload::Batch(rows) => v.extract_batch_async(&rows, deadline).await.map(|o| {
                 let body = render::batch_response(&v, &o, |f| json!({ "features": f }));

@@ -230,4 +230,24 @@ async fn undeclared_fields_are_refused_by_name_or_reported_and_counted() {
         ),
         "{m}"
     );
+
+    // An extractor: refused by default, reported when it says so.
+    let event = json!({"amount": 10, "currency": "USD", "timestamp": 0, "amout": 11});
+    let extract = "/v1/plugins/txn-features/extract";
+    let strict = crate::http::app(&["txn-features"], ServerConfig::default());
+    let r = send(&strict, post(extract, json!({ "event": event }).to_string())).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("`amout`"), "{}", r.text);
+    let dir =
+        crate::support::copy_with("txn-features", |m| format!("{m}\n[inputs]\nundeclared = \"report\"\n"));
+    let path = dir.path().to_owned();
+    let v = std::thread::spawn(move || crate::support::runtime().load(&path).unwrap()).join().unwrap();
+    let app = App::new(
+        Arc::new(scorehost::registry::Registry::new(vec![v])),
+        scorehost::pipeline::Pipelines::default(),
+        ServerConfig::default(),
+    );
+    let r = send(&app, post(extract, json!({ "event": event }).to_string())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["undeclared"], json!(["amout"]), "{}", r.text);
 }
