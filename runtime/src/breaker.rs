@@ -129,11 +129,11 @@ impl BreakerPolicy {
 }
 
 /// Whether `e` is a deadline hit of a call that spent most of its deadline
-/// waiting for a busy host (it ran less than half of it). Such a call tells
-/// nothing about the plugin: the breaker neither counts it as a fault nor as
-/// a success ([`Pass::abstain`]), so a flood of a slow but healthy plugin's
-/// calls cannot quarantine it, and a plugin that spins until its deadline is
-/// still caught by the calls that did run.
+/// waiting for a busy host (it ran less than half of it). For a plugin that
+/// has been succeeding, such a call tells nothing about the plugin, and
+/// [`Pass::fail`] counts it neither way: a flood of a slow but healthy
+/// plugin's calls cannot quarantine it. A plugin that spins until its
+/// deadline never succeeds, so its starved calls still count.
 pub fn starved(e: &CallError) -> bool {
     matches!(e, CallError::DeadlineExceeded { deadline, ran } if *ran * 2 < *deadline)
 }
@@ -146,7 +146,7 @@ pub fn starved(e: &CallError) -> bool {
 /// load, not by the plugin.
 pub fn is_fault(e: &CallError, plugin_deadline: Duration) -> bool {
     match e {
-        CallError::DeadlineExceeded { deadline, .. } => *deadline >= plugin_deadline && !starved(e),
+        CallError::DeadlineExceeded { deadline, .. } => *deadline >= plugin_deadline,
         _ => matches!(
             e.kind(),
             ErrorKind::OutOfFuel
@@ -201,6 +201,8 @@ pub struct Guard {
     /// Start of the current window, in ms since `origin`.
     window_start_ms: AtomicU64,
     origin: Instant,
+    /// When a call last succeeded, in ms since `origin` + 1 (0: never).
+    last_ok_ms: AtomicU64,
     quarantines: AtomicU64,
     /// While above zero, outcomes are not recorded (see [`Guard::pause`]).
     paused: AtomicU32,
@@ -241,6 +243,7 @@ impl Guard {
             streak: AtomicU32::new(0),
             window_start_ms: AtomicU64::new(0),
             origin,
+            last_ok_ms: AtomicU64::new(0),
             quarantines: AtomicU64::new(0),
             paused: AtomicU32::new(0),
             inner: Mutex::new(Inner {
@@ -318,6 +321,14 @@ impl Guard {
     }
 
     /// A cancelled probe: the next call probes again.
+    /// Whether a call succeeded within the last `window_ms`.
+    fn succeeded_within_window(&self) -> bool {
+        match self.last_ok_ms.load(Ordering::Relaxed) {
+            0 => false,
+            t => (self.origin.elapsed().as_millis() as u64 + 1).saturating_sub(t) <= self.policy.window_ms,
+        }
+    }
+
     fn reopen_now(&self) {
         let mut inner = self.lock();
         if matches!(inner.gate, Gate::Probing) {
@@ -333,7 +344,10 @@ impl Guard {
         Paused(self)
     }
 
-    fn record(&self, probe: bool, fault: bool) {
+    fn record(&self, probe: bool, fault: bool, ok: bool) {
+        if ok {
+            self.last_ok_ms.store(self.origin.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
+        }
         if !self.policy.enabled || self.paused.load(Ordering::Acquire) > 0 {
             return;
         }
@@ -394,16 +408,32 @@ impl Pass<'_> {
     /// Reports the call's end: `fault` per [`is_fault`].
     pub fn finish(mut self, fault: bool) {
         self.finished = true;
-        self.guard.record(self.probe, fault);
+        self.guard.record(self.probe, fault, false);
     }
 
-    /// Ends the call without a verdict (see [`starved`]): it counts neither
-    /// way, and a probe lets the next call probe again.
-    pub fn abstain(mut self) {
+    /// Ends a call that returned what was asked (a success, not just "not a
+    /// fault").
+    pub fn succeed(mut self) {
         self.finished = true;
-        if self.probe {
-            self.guard.reopen_now();
+        self.guard.record(self.probe, false, true);
+    }
+
+    /// Ends a call that failed with `e`, stopped at `plugin_deadline` or
+    /// sooner: a fault of the plugin's ([`is_fault`]) counts against it,
+    /// anything else for it — except a deadline hit of a call that mostly
+    /// waited for a busy host ([`starved`]) while the plugin has been
+    /// succeeding within the breaker's window: that one counts neither way
+    /// (a probe lets the next call probe again). A plugin that never
+    /// succeeds gets no such benefit of the doubt, however busy the host.
+    pub fn fail(mut self, e: &CallError, plugin_deadline: Duration) {
+        self.finished = true;
+        if starved(e) && self.guard.succeeded_within_window() {
+            if self.probe {
+                self.guard.reopen_now();
+            }
+            return;
         }
+        self.guard.record(self.probe, is_fault(e, plugin_deadline), false);
     }
 }
 
@@ -432,6 +462,30 @@ mod tests {
 
     fn quarantined(g: &Guard) -> bool {
         matches!(g.enter("p@1"), Err(CallError::Quarantined { .. }))
+    }
+
+    #[test]
+    fn starved_deadline_hits_count_only_for_a_plugin_that_never_succeeds() {
+        let own = Duration::from_millis(100);
+        let starved = CallError::DeadlineExceeded { deadline: own, ran: own / 10 };
+        // Never succeeded: a spinning plugin on a busy host is still caught.
+        let spinner = Guard::new(policy(4, 30_000), 8);
+        for _ in 0..4 {
+            spinner.enter("p@1").unwrap().fail(&starved, own);
+        }
+        assert!(quarantined(&spinner));
+        // Succeeding within the window: the same hits are the host's load.
+        let healthy = Guard::new(policy(4, 30_000), 8);
+        healthy.enter("p@1").unwrap().succeed();
+        for _ in 0..10 {
+            healthy.enter("p@1").unwrap().fail(&starved, own);
+        }
+        assert!(!quarantined(&healthy));
+        // A deadline hit that really ran counts either way.
+        for _ in 0..3 {
+            healthy.enter("p@1").unwrap().fail(&CallError::DeadlineExceeded { deadline: own, ran: own }, own);
+        }
+        assert!(quarantined(&healthy), "1 success and 3 faults: over the 0.5 fault rate");
     }
 
     #[test]
@@ -501,7 +555,7 @@ mod tests {
         assert!(is_fault(&CallError::DeadlineExceeded { deadline: own, ran: own }, own));
         // Stopped by a busy host: it waited for a thread most of its deadline.
         let waited = CallError::DeadlineExceeded { deadline: own, ran: own / 4 };
-        assert!(!is_fault(&waited, own) && starved(&waited));
+        assert!(is_fault(&waited, own) && starved(&waited));
         assert!(is_fault(&CallError::GuestTrap { message: "x".into() }, own));
         assert!(!is_fault(&CallError::Overloaded { message: "x".into() }, own));
     }

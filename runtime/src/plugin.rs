@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value as Json};
 
 use crate::bindings::types::{self, Metadata};
-use crate::breaker::{self, BreakerState, Guard};
+use crate::breaker::{BreakerState, Guard};
 use crate::error::CallError;
 use crate::frame::{self, Batch};
 use crate::instances::{Answer, Instances, Request, block};
@@ -191,9 +191,8 @@ impl PluginVersion {
         let start = Instant::now();
         let result = call.await;
         match &result {
-            Err(e) if breaker::starved(e) => pass.abstain(),
-            Err(e) => pass.finish(breaker::is_fault(e, own_deadline)),
-            Ok(_) => pass.finish(false),
+            Err(e) => pass.fail(e, own_deadline),
+            Ok(_) => pass.succeed(),
         }
         match &result {
             Ok(out) => self.instances.stats.record(None, Some(out.elapsed), Some(out.fuel_used)),

@@ -9,7 +9,7 @@
 //! - `random-big`: one `get-random-bytes` of 8 MiB — over the 64 KiB cap:
 //!   `guest_trap` naming the cap;
 //! - `random-loop` / `insecure-loop`: 64 KiB of random bytes, forever —
-//!   `deadline_exceeded` at the 200 ms deadline;
+//!   `deadline_exceeded` at the 50 ms deadline;
 //! - `random-once`: 64 KiB once, then a score: its fuel shows the charge;
 //! - `log-loop`: a 1 MiB log message, forever — `deadline_exceeded` (or
 //!   `out_of_fuel` with a smaller budget);

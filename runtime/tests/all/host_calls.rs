@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::support::{copy_with, load, obj, runtime};
 
 /// The manifest deadline of `hostile-host`.
-const DEADLINE: Duration = Duration::from_millis(200);
+const DEADLINE: Duration = Duration::from_millis(50);
 /// Slack over the deadline: the epoch tick (1 ms), one bounded host call, and
 /// a busy 2-core test machine. Before the fix, 8 MiB random reads ran to 1.7 s.
 const SLACK: Duration = Duration::from_millis(150);
@@ -75,7 +75,7 @@ fn host_work_is_charged_to_the_calls_fuel() {
     // out of fuel long before the deadline.
     let small = copy_with("hostile-host", |m| {
         m.replace("fuel = 10_000_000_000", "fuel = 20_000_000")
-            .replace("deadline_ms = 200", "deadline_ms = 5000")
+            .replace("deadline_ms = 50", "deadline_ms = 5000")
     });
     let v = runtime().load(small.path()).unwrap();
     let (r, took) = call(&v, "log-loop");
