@@ -320,7 +320,6 @@ impl Guard {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// A cancelled probe: the next call probes again.
     /// Whether a call succeeded within the last `window_ms`.
     fn succeeded_within_window(&self) -> bool {
         match self.last_ok_ms.load(Ordering::Relaxed) {
@@ -329,6 +328,7 @@ impl Guard {
         }
     }
 
+    /// A cancelled (or verdict-less) probe: the next call probes again.
     fn reopen_now(&self) {
         let mut inner = self.lock();
         if matches!(inner.gate, Gate::Probing) {
@@ -345,11 +345,12 @@ impl Guard {
     }
 
     fn record(&self, probe: bool, fault: bool, ok: bool) {
-        if ok {
-            self.last_ok_ms.store(self.origin.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
-        }
+        // Paused (the golden-vector gate): not a success of real traffic either.
         if !self.policy.enabled || self.paused.load(Ordering::Acquire) > 0 {
             return;
+        }
+        if ok {
+            self.last_ok_ms.store(self.origin.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
         }
         if probe {
             let mut inner = self.lock();

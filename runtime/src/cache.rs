@@ -438,10 +438,10 @@ pub fn key(
     Ok(CacheKey(hex(&h.finalize())))
 }
 
-/// Hashes every file under `dir` by relative path and content, in sorted order.
 /// The largest model file hashed into a cache key (and so loaded), in bytes.
 pub const MAX_MODEL_FILE_BYTES: u64 = 1 << 30;
 
+/// Hashes every file under `dir` by relative path and content, in sorted order.
 fn hash_dir(dir: &Dir, prefix: &str, h: &mut Sha256) -> std::io::Result<()> {
     let mut entries: Vec<_> = dir.entries()?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());

@@ -248,6 +248,17 @@ pub enum LoadError {
     },
 }
 
+/// Cuts `s` to at most `max` bytes on a char boundary; whether it did. For
+/// the messages a plugin hands the host (log lines, error messages), which
+/// are kept only up to a cap.
+pub(crate) fn truncate_at(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    s.truncate(s.floor_char_boundary(max));
+    true
+}
+
 impl LoadError {
     pub(crate) fn engine(context: &'static str, err: impl std::fmt::Display) -> Self {
         LoadError::Engine { context, message: format!("{err:#}") }

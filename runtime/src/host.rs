@@ -208,15 +208,15 @@ fn admit_log_line(lines: &mut u32, mut message: String) -> Option<String> {
     if *lines > MAX_LOG_LINES {
         return None;
     }
+    // Cut before escaping (an escape is up to 10 bytes: a message of control
+    // characters must not make the host build a string 10 times its size),
+    // then again after.
+    let mut cut = crate::error::truncate_at(&mut message, MAX_LOG_LINE);
     if message.contains(char::is_control) {
         message = message.chars().flat_map(EscapeControl::new).collect();
+        cut |= crate::error::truncate_at(&mut message, MAX_LOG_LINE);
     }
-    if message.len() > MAX_LOG_LINE {
-        let mut cut = MAX_LOG_LINE;
-        while !message.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        message.truncate(cut);
+    if cut {
         message.push_str("… [cut]");
     }
     if *lines == MAX_LOG_LINES {
@@ -448,6 +448,14 @@ mod tests {
         }
         assert!(admit_log_line(&mut lines, "x".into()).unwrap().contains("log limit reached"));
         assert_eq!(admit_log_line(&mut lines, "x".into()), None);
+    }
+
+    #[test]
+    fn a_line_of_control_characters_is_cut_before_it_is_escaped() {
+        // Escaped first, 1 MiB of \u{1} would become a 6 MiB string on the host.
+        let line = admit_log_line(&mut 0, "\u{1}".repeat(1 << 20)).unwrap();
+        assert!(line.len() <= MAX_LOG_LINE + "… [cut]".len(), "{} bytes", line.len());
+        assert!(line.starts_with("\\u{1}") && line.ends_with("… [cut]"), "{line}");
     }
 
     #[test]

@@ -13,6 +13,20 @@ use crate::bindings::types::{Field, FieldSpec, Row, Value, ValueKind};
 use crate::error::CallError;
 use crate::manifest::{InputPolicy, Undeclared};
 
+/// `invalid_input` naming undeclared fields (the first 20): "undeclared
+/// field(s) `a`, `b`: {who} it/them{then}". For a plugin's own inputs and for
+/// a pipeline's event.
+pub fn undeclared_error(names: &[&str], who: &str, then: &str) -> CallError {
+    let listed: Vec<String> = names.iter().take(20).map(|n| format!("`{n}`")).collect();
+    let one = names.len() == 1;
+    CallError::invalid_input(format!(
+        "undeclared field{} {}: {who} {}{then}",
+        if one { "" } else { "s" },
+        listed.join(", "),
+        if one { "it" } else { "them" },
+    ))
+}
+
 /// Largest integer magnitude an `int` input may have (exact in an f64 slot).
 pub const MAX_EXACT_INT: i64 = 1 << 53;
 /// Longest text output a plugin may return, in bytes.
@@ -131,10 +145,7 @@ impl Layout {
         if self.open {
             return Vec::new();
         }
-        obj.keys()
-            .filter(|k| !self.index.contains_key(k.as_str()) && !self.ignored.contains(k))
-            .map(String::as_str)
-            .collect()
+        obj.keys().filter(|k| !self.accepts(k)).map(String::as_str).collect()
     }
 
     /// Whether `name` is a declared field.
@@ -261,20 +272,20 @@ impl Layout {
     /// The error for an object with undeclared fields: names them all, and
     /// what is declared when that list is short enough to read.
     fn refuse_undeclared(&self, obj: &Map<String, Json>) -> CallError {
-        let names: Vec<String> = self.undeclared(obj).iter().take(20).map(|n| format!("`{n}`")).collect();
         let declared = if self.specs.len() <= 40 {
             let d: Vec<&str> = self.specs.iter().map(|s| s.name.as_str()).collect();
             format!(" (declared: {})", d.join(", "))
         } else {
             String::new()
         };
-        CallError::invalid_input(format!(
-            "undeclared field{} {}: the plugin does not read {}{declared}; a misspelled name? \
-             (a plugin can accept and report them instead: `[inputs] undeclared = \"report\"`)",
-            if names.len() == 1 { "" } else { "s" },
-            names.join(", "),
-            if names.len() == 1 { "it" } else { "them" },
-        ))
+        undeclared_error(
+            &self.undeclared(obj),
+            "the plugin does not read",
+            &format!(
+                "{declared}; a misspelled name? (a plugin can accept and report them instead: \
+                 `[inputs] undeclared = \"report\"`)"
+            ),
+        )
     }
 
     /// Turns a positional output row back into named JSON. A row of the wrong

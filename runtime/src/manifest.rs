@@ -211,8 +211,9 @@ pub struct InputPolicy {
 
 impl InputPolicy {
     fn validate(&self) -> Result<(), String> {
-        if self.ignore.len() > 64 || self.ignore.iter().any(|n| n.is_empty() || n.len() > 256) {
-            return Err("inputs.ignore must list at most 64 field names of 1-256 bytes".into());
+        let max = crate::layout::MAX_FIELD_NAME_BYTES;
+        if self.ignore.len() > 64 || self.ignore.iter().any(|n| n.is_empty() || n.len() > max) {
+            return Err(format!("inputs.ignore must list at most 64 field names of 1-{max} bytes"));
         }
         Ok(())
     }

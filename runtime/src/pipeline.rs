@@ -141,13 +141,11 @@ fn unread_fields(extractors: &[Arc<PluginVersion>], event: &Map<String, Json>) -
         }
         return Ok(());
     }
-    let names: Vec<String> = unread.iter().take(20).map(|n| format!("`{n}`")).collect();
-    Err(CallError::invalid_input(format!(
-        "undeclared field{} {}: no extractor of the pipeline reads {}; a misspelled name?",
-        if names.len() == 1 { "" } else { "s" },
-        names.join(", "),
-        if names.len() == 1 { "it" } else { "them" },
-    )))
+    Err(crate::layout::undeclared_error(
+        &unread,
+        "no extractor of the pipeline reads",
+        "; a misspelled name?",
+    ))
 }
 
 /// Time left until `deadline`, or a deadline error if none is.

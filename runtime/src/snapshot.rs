@@ -133,13 +133,8 @@ pub fn plugin_error(e: types::PluginError) -> CallError {
 
 /// `s` cut to at most `max` bytes (on a char boundary), saying so.
 fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let total = s.len();
-        let mut at = max;
-        while !s.is_char_boundary(at) {
-            at -= 1;
-        }
-        s.truncate(at);
+    let total = s.len();
+    if crate::error::truncate_at(&mut s, max) {
         s.shrink_to_fit();
         s.push_str(&format!("… [cut: {total} bytes in all]"));
     }

@@ -213,9 +213,15 @@ impl Admin {
             // Versions that were live and fell out of `--keep-versions`
             // stay unloaded: `commit()` evicted them on purpose.
             if !retired.contains_key(name) {
-                let state = self.store.state(name)?;
-                retired
-                    .insert(name, state.history.iter().skip(self.keep.saturating_sub(1)).cloned().collect());
+                // One unreadable state.json must not stop the others' gating.
+                let evicted = match self.store.state(name) {
+                    Ok(state) => state.history.iter().skip(self.keep.saturating_sub(1)).cloned().collect(),
+                    Err(e) => {
+                        tracing::error!(plugin = %name, "store: {name}/state.json: {e}");
+                        Vec::new()
+                    }
+                };
+                retired.insert(name, evicted);
             }
             if retired[name].contains(version) || self.loaded().contains_key(&key) {
                 continue;

@@ -281,27 +281,30 @@ fn open_store(
     Ok(AdminApi::new(admin, token.trim(), args.max_upload_bytes)?)
 }
 
-/// Reads the admin token file: a regular file that only its owner can read
-/// (as ssh insists for keys), at most 4 KiB.
+/// Reads the admin token file: a regular file (no FIFO, at most 4 KiB,
+/// through `safe_read`) that only its owner can read, as ssh insists for keys.
 fn read_token_file(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("the admin token file {} is not a regular file", path.display());
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = Path::new(path.file_name().with_context(|| format!("{} names no file", path.display()))?);
+    let handle = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+        .with_context(|| format!("opening {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use cap_std::fs::PermissionsExt;
+        let meta = handle.metadata(name).with_context(|| format!("reading {}", path.display()))?;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "the admin token file {} is readable or writable by others (mode {:o}); `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
     }
-    if meta.mode() & 0o077 != 0 {
-        bail!(
-            "the admin token file {} is readable or writable by others (mode {:o}); `chmod 600 {}`",
-            path.display(),
-            meta.mode() & 0o777,
-            path.display()
-        );
-    }
-    let mut token = String::new();
-    file.take(4096).read_to_string(&mut token).with_context(|| format!("reading {}", path.display()))?;
-    Ok(token)
+    let bytes = scorehost::safe_read::read_regular(&handle, name, 4096)
+        .map_err(|e| anyhow::anyhow!("the admin token file: {e}"))?;
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", path.display()))
 }
 
 /// Installs the SIGTERM and Ctrl-C handlers now, and returns a future that

@@ -84,11 +84,16 @@ async fn serve_listeners(
     // The status page's history; ends with the server's runtime.
     let sampler = tokio::spawn(app.history.clone().run(app.registry.clone()));
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut first = 0;
 
     loop {
+        // The listener polled first takes turns, so a flood of one (the
+        // public port) cannot starve the other (the admin address).
+        first = (first + 1) % listeners.len();
         let accept_any = std::future::poll_fn(|cx| {
-            for (i, (listener, _, _)) in listeners.iter().enumerate() {
-                if let Poll::Ready(accepted) = listener.poll_accept(cx) {
+            for k in 0..listeners.len() {
+                let i = (first + k) % listeners.len();
+                if let Poll::Ready(accepted) = listeners[i].0.poll_accept(cx) {
                     return Poll::Ready((i, accepted));
                 }
             }
@@ -297,9 +302,12 @@ impl<C: GracefulConnection> Future for Bounded<C> {
                 && stopping.as_mut().poll(cx).is_ready()
             {
                 // Server shutdown: in-flight requests finish; the server's
-                // own grace period bounds the wait, not this connection.
+                // own grace period bounds the wait, not this connection. One
+                // already closing (stalled or idle) keeps its short grace.
                 self.stopping = None;
-                self.close(Duration::from_secs(24 * 3600));
+                if !self.closing {
+                    self.close(Duration::from_secs(24 * 3600));
+                }
                 continue;
             }
             if self.timer.as_mut().poll(cx).is_pending() {
