@@ -12,6 +12,7 @@
 //! also compares the wall clock with the call's deadline and takes the fuel
 //! host calls charged (`host_budget.rs`) from the store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -158,6 +159,10 @@ pub(crate) struct Instances {
     /// Warm instances between calls, at most `max_idle`.
     idle: Mutex<Vec<Warm>>,
     max_idle: usize,
+    /// Set by [`Instances::release_idle`] (the version stopped serving):
+    /// calls still in flight then drop their instances instead of keeping
+    /// them. The next call to start clears it (the version serves again).
+    retired: AtomicBool,
     /// The version's call statistics; calls raise its memory high-water mark.
     pub(crate) stats: Arc<CallStats>,
 }
@@ -183,6 +188,7 @@ impl Instances {
             policy,
             idle: Mutex::new(Vec::new()),
             max_idle: 2 * cores,
+            retired: AtomicBool::new(false),
             stats: Arc::default(),
         }
     }
@@ -241,6 +247,9 @@ impl Instances {
         request: Request<'_>,
     ) -> Result<Outcome<Answer>, CallError> {
         let start = Instant::now();
+        if self.retired.load(Ordering::Relaxed) {
+            self.retired.store(false, Ordering::Relaxed);
+        }
         let reused = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         if reused.is_some() {
             self.engine.release_idle(1);
@@ -295,7 +304,9 @@ impl Instances {
         if !clean || warm.calls >= self.policy.calls_per_instance() {
             return;
         }
+        // `retired` is read under the lock `release_idle` sets it under.
         if let Ok(mut idle) = self.idle.lock()
+            && !self.retired.load(Ordering::Relaxed)
             && idle.len() < self.max_idle
             && self.engine.reserve_idle()
         {
@@ -305,8 +316,16 @@ impl Instances {
 
     /// Drops every idle instance, freeing their pool slots: for a version
     /// that stops serving (replaced, or only gated and waiting).
+    /// Calls in flight drop their instances too, until a new call starts.
     pub(crate) fn release_idle(&self) {
-        let dropped = self.idle.lock().map(|mut idle| std::mem::take(&mut *idle)).unwrap_or_default();
+        let dropped = self
+            .idle
+            .lock()
+            .map(|mut idle| {
+                self.retired.store(true, Ordering::Relaxed);
+                std::mem::take(&mut *idle)
+            })
+            .unwrap_or_default();
         self.engine.release_idle(dropped.len());
     }
 

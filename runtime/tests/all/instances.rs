@@ -189,3 +189,24 @@ fn idle_instances_of_other_versions_do_not_starve_the_pool() {
     b.release_idle();
     assert_eq!(b.idle_instances(), 0);
 }
+
+#[test]
+fn a_version_that_stopped_serving_keeps_no_instance_until_it_serves_again() {
+    let v = std::sync::Arc::new(crate::support::load("slow"));
+    let quick = obj(json!({"ms": 1}));
+    v.score(&quick, None).unwrap();
+    assert_eq!(v.idle_instances(), 1);
+    // A call in flight when the version is replaced (release_idle) drops its
+    // instance when it ends, instead of parking it for a version nobody calls.
+    let in_flight = {
+        let v = v.clone();
+        std::thread::spawn(move || v.score(&obj(json!({"ms": 300})), None).map(|o| o.value.score))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    v.release_idle();
+    assert_eq!(in_flight.join().unwrap().unwrap(), 300.0);
+    assert_eq!(v.idle_instances(), 0, "the in-flight call's instance was dropped");
+    // The next call to start means it serves again: it keeps its instance.
+    v.score(&quick, None).unwrap();
+    assert_eq!(v.idle_instances(), 1);
+}
