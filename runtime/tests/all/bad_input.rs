@@ -212,12 +212,7 @@ async fn undeclared_fields_are_refused_by_name_or_reported_and_counted() {
         m.replace("undeclared = \"refuse\"", "undeclared = \"report\"")
     });
     let path = dir.path().to_owned();
-    let v = std::thread::spawn(move || crate::support::runtime().load(&path).unwrap()).join().unwrap();
-    let app = App::new(
-        Arc::new(scorehost::registry::Registry::new(vec![v])),
-        scorehost::pipeline::Pipelines::default(),
-        ServerConfig::default(),
-    );
+    let app = crate::hostile::app_of(move || vec![crate::support::runtime().load(&path).unwrap()]);
     let r = send(&app, post(score, json!({ "features": features }).to_string())).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["undeclared"], json!(["amount_usd_lg"]), "{}", r.text);
@@ -241,12 +236,7 @@ async fn undeclared_fields_are_refused_by_name_or_reported_and_counted() {
     let dir =
         crate::support::copy_with("txn-features", |m| format!("{m}\n[inputs]\nundeclared = \"report\"\n"));
     let path = dir.path().to_owned();
-    let v = std::thread::spawn(move || crate::support::runtime().load(&path).unwrap()).join().unwrap();
-    let app = App::new(
-        Arc::new(scorehost::registry::Registry::new(vec![v])),
-        scorehost::pipeline::Pipelines::default(),
-        ServerConfig::default(),
-    );
+    let app = crate::hostile::app_of(move || vec![crate::support::runtime().load(&path).unwrap()]);
     let r = send(&app, post(extract, json!({ "event": event }).to_string())).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json["undeclared"], json!(["amout"]), "{}", r.text);

@@ -18,7 +18,7 @@ use crate::http::{Reply, get, logreg_body, post, send};
 use crate::support::{copy_with, runtime, staged};
 
 /// A server over `versions`, built off the async workers (loading runs `init`).
-fn app_of(load: impl FnOnce() -> Vec<PluginVersion> + Send) -> Arc<App> {
+pub(crate) fn app_of(load: impl FnOnce() -> Vec<PluginVersion> + Send) -> Arc<App> {
     let versions = std::thread::scope(|s| s.spawn(load).join().unwrap());
     App::new(Arc::new(Registry::new(versions)), Pipelines::default(), ServerConfig::default())
 }
