@@ -5,7 +5,7 @@
 PROFILE=${PROFILE:-release}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorehost-target}"
 profile_flag=--release; [ "$PROFILE" = release ] || profile_flag="--profile=$PROFILE"
-cargo build $profile_flag --locked -p scorehost -p scorehost-benches \
+cargo build $profile_flag --locked -p scorehost-cli -p scorehost-benches \
   --bin scorehost --bin hammer --bin stage-plugins >&2
 bin="$CARGO_TARGET_DIR/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 work=$(mktemp -d)

@@ -55,7 +55,7 @@ if [ "$WASMTIME_SERVE" = 1 ] && ! "$wasmtime" --version 2>/dev/null | grep -q "^
     --features run,serve,cranelift,component-model,component-model-async,pooling-allocator,parallel-compilation \
     --root "$TOOLS" --target-dir "$TOOLS/target" >&2
 fi
-cargo build --release --locked -p scorehost -p scorehost-benches --bin scorehost --bin native-baseline >&2
+cargo build --release --locked -p scorehost-cli -p scorehost-benches --bin scorehost --bin native-baseline >&2
 [ "$WASMTIME_SERVE" = 1 ] && cargo build --release --locked --target wasm32-wasip2 --manifest-path benches/wasi-http-logreg/Cargo.toml >&2
 bin="$CARGO_TARGET_DIR/release"
 component="$CARGO_TARGET_DIR/wasm32-wasip2/release/wasi_http_logreg.wasm"

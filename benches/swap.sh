@@ -24,7 +24,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorehost-target}"
 command -v wrk >/dev/null || { echo "installing wrk (Debian package)"; apt-get install -y wrk >/dev/null; }
 # The same package set as the other scripts, so features unify alike and
 # nothing is rebuilt between them.
-cargo build --release --locked -p scorehost -p scorehost-benches --bin scorehost >&2
+cargo build --release --locked -p scorehost-cli -p scorehost-benches --bin scorehost >&2
 bin="$CARGO_TARGET_DIR/release/scorehost"
 work=$(mktemp -d)
 pid=""

@@ -30,11 +30,11 @@ use axum::http::{Request, header};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use gbdt::model::Ensemble;
 use http_body_util::BodyExt;
-use scorehost::bindings::frames::Frame as HostFrame;
 use scorehost::http::codec::parse_object;
 use scorehost::http::{App, ServerConfig, router};
-use scorehost::pipeline::Pipelines;
-use scorehost::registry::Registry;
+use scorehost::sandbox::bindings::frames::Frame as HostFrame;
+use scorehost::serving::pipeline::Pipelines;
+use scorehost::serving::registry::Registry;
 use scorehost::{PluginVersion, PoolSize, Runtime};
 use scorehost_benches::{
     GbdtRows, copy_with, gbdt_features, gbdt_rows, gbdt_scaled, logreg_features, payment_event, staged,
@@ -79,7 +79,7 @@ fn compile_and_load(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("cold", |b| b.iter(|| rt.load(&staged("gbdt")).expect("load")));
     let cache_dir = tempfile::tempdir().expect("tempdir");
-    let cache = scorehost::cache::ComponentCache::new(cache_dir.path()).expect("cache");
+    let cache = scorehost::sandbox::cache::ComponentCache::new(cache_dir.path()).expect("cache");
     let warm = Runtime::new(PoolSize { instances: 16 }, Some(cache)).expect("runtime");
     warm.load(&staged("gbdt")).expect("prime the cache");
     g.bench_function("from-cache", |b| b.iter(|| warm.load(&staged("gbdt")).expect("load")));
@@ -242,7 +242,7 @@ fn gbdt_evaluator(c: &mut Criterion) {
 
 /// The host's positional row as the guest SDK's type (what lowering and the
 /// guest's lifting produce in wasm), for the native side of `gbdt-evaluator`.
-fn guest_row(row: scorehost::bindings::types::Row) -> GuestRow {
+fn guest_row(row: scorehost::sandbox::bindings::types::Row) -> GuestRow {
     assert!(row.extra.is_empty(), "gbdt declares no open inputs");
     GuestRow {
         numbers: row.numbers,

@@ -1,42 +1,20 @@
 //! Shared helpers for the benches in `benches/benches/`: inputs and private,
 //! edited copies of the bundled plugins.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
-/// The staged directory of bundled plugin `name`.
-pub fn staged(name: &str) -> PathBuf {
-    let (_, dir) = scorehost_plugin_artifacts::ALL.iter().find(|(n, _)| *n == name).expect("known plugin");
-    PathBuf::from(dir)
-}
+pub use scorehost_plugin_artifacts::staged;
 
 /// A temporary copy of bundled plugin `name` with its manifest rewritten by `edit`.
 pub fn copy_with(name: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    copy_dir(&staged(name), tmp.path());
-    let manifest = tmp.path().join("plugin.toml");
-    let text = std::fs::read_to_string(&manifest).expect("manifest");
-    std::fs::write(&manifest, edit(text)).expect("write manifest");
-    tmp
+    scorehost_plugin_artifacts::copy_with(name, edit).expect("copy a staged plugin")
 }
 
 /// Copies the directory tree `from` to `to`.
 pub fn copy_tree(from: &Path, to: &Path) {
-    copy_dir(from, to)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let dest = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).expect("copy");
-        }
-    }
+    scorehost_plugin_artifacts::copy_dir(from, to).expect("copy a directory tree")
 }
 
 /// A realistic feature row for the bundled logreg model.

@@ -4,16 +4,38 @@ use std::sync::OnceLock;
 
 use crate::bindings::{frames, types};
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{PluginError, Result};
 use crate::features::{Features, Layout, Output};
 use crate::frame::{Frame, FrameOut};
 use crate::metadata::{Metadata, Score};
 
+/// What the default [`Scorer::init`] returns; the export glue recognises it
+/// and builds a `Default` plugin instead.
+pub(crate) const SCORER_INIT_MISSING: &str =
+    "`init` is not implemented: implement `Scorer::init`, or derive `Default` for a plugin without state";
+
+/// As [`SCORER_INIT_MISSING`], for [`Extractor::init`].
+pub(crate) const EXTRACTOR_INIT_MISSING: &str =
+    "`init` is not implemented: implement `Extractor::init`, or derive `Default` for a plugin without state";
+
 /// A scoring plugin: features in, score out. Export it with [`crate::export_scorer`].
+///
+/// A plugin without state implements only `metadata` and `score` and derives
+/// `Default`: the export macro then builds it with `Default::default()`.
 pub trait Scorer: Sized + Send + Sync + 'static {
     /// Builds the plugin from its config; parse the model here. Called once per
     /// plugin version; the state it returns is snapshotted and every call starts from it.
-    fn init(config: &Config) -> Result<Self>;
+    ///
+    /// Optional for a type that implements `Default`: without an `init` of its
+    /// own, [`crate::export_scorer`] builds the plugin with `Default::default()`
+    /// and ignores the config. An `init` the plugin writes is always the one
+    /// used, `Default` or not. The default body is an error, the plugin's fault,
+    /// saying to implement `init` or derive `Default` — what the host reports
+    /// for a type with neither. (Test a `Default` plugin with
+    /// [`crate::testing::Harness::of_scorer`].)
+    fn init(_config: &Config) -> Result<Self> {
+        Err(PluginError::internal(SCORER_INIT_MISSING))
+    }
 
     /// Declares name, version, inputs and outputs. Called once, after `init`.
     fn metadata(&self) -> Metadata;
@@ -38,9 +60,15 @@ pub trait Scorer: Sized + Send + Sync + 'static {
 }
 
 /// A feature-extraction plugin: event in, features out. Export it with [`crate::export_extractor`].
+///
+/// As for [`Scorer`], a plugin without state may skip `init` and derive `Default`.
 pub trait Extractor: Sized + Send + Sync + 'static {
-    /// As [`Scorer::init`].
-    fn init(config: &Config) -> Result<Self>;
+    /// As [`Scorer::init`]: optional for a type that implements `Default`, which
+    /// [`crate::export_extractor`] then builds with `Default::default()`. (Test
+    /// it with [`crate::testing::Harness::of_extractor`].)
+    fn init(_config: &Config) -> Result<Self> {
+        Err(PluginError::internal(EXTRACTOR_INIT_MISSING))
+    }
 
     /// As [`Scorer::metadata`]; `outputs` lists the features `extract` sets.
     fn metadata(&self) -> Metadata;
@@ -96,7 +124,10 @@ pub fn extract_row<T: Extractor>(loaded: &Loaded<T>, row: &types::Row) -> Result
 /// What the export macros call. Not a public API.
 #[doc(hidden)]
 pub mod __private {
+    use std::marker::PhantomData;
+
     use super::*;
+    use crate::error::ErrorKind;
 
     type Wit<T> = std::result::Result<T, types::PluginError>;
 
@@ -107,9 +138,91 @@ pub mod __private {
         })
     }
 
-    pub fn scorer_init<T: Scorer>(cell: &OnceLock<Loaded<T>>, config: Vec<(String, String)>) -> Wit<()> {
-        let plugin = T::init(&Config::new(config))?;
-        let metadata = plugin.metadata();
+    /// What the export macro knows of the plugin crate, expanded there: its
+    /// package name and version (`CARGO_PKG_*`), and `Default::default` of the
+    /// exported type if it implements `Default` (found with [`Probe`]).
+    pub struct Package<T> {
+        /// `CARGO_PKG_NAME`: the metadata's name when the plugin leaves it empty.
+        pub name: &'static str,
+        /// `CARGO_PKG_VERSION`: the metadata's version when the plugin leaves it empty.
+        pub version: &'static str,
+        /// Builds the plugin when it does not implement `init` itself.
+        pub default: Option<fn() -> T>,
+    }
+
+    /// Finds `Default::default` of a concrete type by autoref specialisation:
+    /// with [`DefaultCtor`] and [`NoDefaultCtor`] in scope,
+    /// `(&&Probe::<T>::new()).default_ctor()` is `Some(T::default)` when
+    /// `T: Default` (the impl on `&Probe<T>` matches first) and `None`
+    /// otherwise (the impl on `Probe<T>`, one auto-deref later). Works only
+    /// where `T` is a concrete type, as in the export macros.
+    pub struct Probe<T>(PhantomData<T>);
+
+    impl<T> Probe<T> {
+        /// A probe for `T`.
+        pub const fn new() -> Self {
+            Probe(PhantomData)
+        }
+    }
+
+    impl<T> Default for Probe<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// The [`Probe`] of a `Default` type.
+    pub trait DefaultCtor<T> {
+        /// `Some(T::default)`.
+        fn default_ctor(&self) -> Option<fn() -> T>;
+    }
+
+    impl<T: Default> DefaultCtor<T> for &Probe<T> {
+        fn default_ctor(&self) -> Option<fn() -> T> {
+            Some(T::default)
+        }
+    }
+
+    /// The [`Probe`] of any other type.
+    pub trait NoDefaultCtor<T> {
+        /// `None`.
+        fn default_ctor(&self) -> Option<fn() -> T>;
+    }
+
+    impl<T> NoDefaultCtor<T> for Probe<T> {
+        fn default_ctor(&self) -> Option<fn() -> T> {
+            None
+        }
+    }
+
+    /// The plugin `init` built, or, if the plugin has no `init` of its own
+    /// (the trait's default body answered `missing`) and is `Default`, the
+    /// default one. Any other answer of `init` is kept as it is.
+    fn build<T>(init: Result<T>, missing: &str, package: &Package<T>) -> Result<T> {
+        match (init, package.default) {
+            (Err(e), Some(default)) if e.kind == ErrorKind::Internal && e.message == missing => Ok(default()),
+            (init, _) => init,
+        }
+    }
+
+    /// The plugin's metadata, an empty name or version filled from the crate.
+    fn named<T>(mut metadata: Metadata, package: &Package<T>) -> Metadata {
+        if metadata.name.is_empty() {
+            metadata.name = package.name.to_owned();
+        }
+        if metadata.version.is_empty() {
+            metadata.version = package.version.to_owned();
+        }
+        metadata
+    }
+
+    pub fn scorer_init<T: Scorer>(
+        cell: &OnceLock<Loaded<T>>,
+        config: Vec<(String, String)>,
+        package: Package<T>,
+    ) -> Wit<()> {
+        let plugin = build(T::init(&Config::new(config)), SCORER_INIT_MISSING, &package)?;
+        let metadata = named(plugin.metadata(), &package);
         let _ = cell.set(Loaded::new(plugin, metadata));
         reserve_heap();
         Ok(())
@@ -118,9 +231,10 @@ pub mod __private {
     pub fn extractor_init<T: Extractor>(
         cell: &OnceLock<Loaded<T>>,
         config: Vec<(String, String)>,
+        package: Package<T>,
     ) -> Wit<()> {
-        let plugin = T::init(&Config::new(config))?;
-        let metadata = plugin.metadata();
+        let plugin = build(T::init(&Config::new(config)), EXTRACTOR_INIT_MISSING, &package)?;
+        let metadata = named(plugin.metadata(), &package);
         let _ = cell.set(Loaded::new(plugin, metadata));
         reserve_heap();
         Ok(())
@@ -183,7 +297,32 @@ pub mod __private {
     }
 }
 
+/// The [`__private::Package`] of the plugin type `$ty`: expanded in the plugin
+/// crate, so `CARGO_PKG_*` are the plugin's, and where `$ty` is concrete, so
+/// the [`__private::Probe`] sees whether it is `Default`. Not a public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __package {
+    ($ty:ty) => {{
+        #[allow(unused_imports)]
+        use $crate::__private::{DefaultCtor as _, NoDefaultCtor as _};
+        // The two borrows pick the impl (autoref specialisation); none is needless.
+        #[allow(clippy::needless_borrow)]
+        let default = (&&$crate::__private::Probe::<$ty>::new()).default_ctor();
+        $crate::__private::Package::<$ty> {
+            name: ::core::option_env!("CARGO_PKG_NAME").unwrap_or(""),
+            version: ::core::option_env!("CARGO_PKG_VERSION").unwrap_or(""),
+            default,
+        }
+    }};
+}
+
 /// Exports a [`Scorer`] as the plugin's `scorer` interface. Use it once per plugin crate.
+///
+/// The plugin's name and version default to its crate's: an empty
+/// [`Metadata::name`] or [`Metadata::version`] (as in `Metadata::default()`)
+/// is filled from `Cargo.toml`. A type that implements `Default` and not
+/// [`Scorer::init`] is built with `Default::default()`.
 #[macro_export]
 macro_rules! export_scorer {
     ($ty:ty) => {
@@ -193,7 +332,7 @@ macro_rules! export_scorer {
             struct Export;
             impl $crate::bindings::scorer::exports::scorehost::plugin::scorer::Guest for Export {
                 fn init(config: __t::Config) -> ::std::result::Result<(), __t::PluginError> {
-                    $crate::__private::scorer_init::<$ty>(&LOADED, config)
+                    $crate::__private::scorer_init::<$ty>(&LOADED, config, $crate::__package!($ty))
                 }
                 fn describe() -> __t::Metadata {
                     $crate::__private::metadata(&LOADED)
@@ -224,6 +363,9 @@ macro_rules! export_scorer {
 }
 
 /// Exports an [`Extractor`] as the plugin's `extractor` interface. Use it once per plugin crate.
+///
+/// As [`crate::export_scorer`]: an empty name or version is the crate's, and a
+/// `Default` type without [`Extractor::init`] is built with `Default::default()`.
 #[macro_export]
 macro_rules! export_extractor {
     ($ty:ty) => {
@@ -233,7 +375,7 @@ macro_rules! export_extractor {
             struct Export;
             impl $crate::bindings::extractor::exports::scorehost::plugin::extractor::Guest for Export {
                 fn init(config: __t::Config) -> ::std::result::Result<(), __t::PluginError> {
-                    $crate::__private::extractor_init::<$ty>(&LOADED, config)
+                    $crate::__private::extractor_init::<$ty>(&LOADED, config, $crate::__package!($ty))
                 }
                 fn describe() -> __t::Metadata {
                     $crate::__private::metadata(&LOADED)
@@ -254,4 +396,144 @@ macro_rules! export_extractor {
             const _: fn(&$crate::Config) -> $crate::Result<$ty> = <$ty as $crate::Extractor>::init;
         };
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use super::__private::{Package, extractor_init, metadata, scorer_init};
+    use super::{EXTRACTOR_INIT_MISSING, Loaded, SCORER_INIT_MISSING};
+    use crate::bindings::types;
+    use crate::prelude::*;
+
+    /// A stateless scorer: no `init`, `Default`, name and version from the crate.
+    #[derive(Default)]
+    struct Stateless;
+
+    impl Scorer for Stateless {
+        fn metadata(&self) -> Metadata {
+            Metadata::default().input(float("x").required())
+        }
+        fn score(&self, f: &Features) -> Result<Score> {
+            Ok(Score::new(f.float("x")?))
+        }
+    }
+
+    /// `Default`, but with an `init` of its own: that `init` is the one used.
+    #[derive(Default)]
+    struct OwnInit {
+        scale: f64,
+    }
+
+    impl Scorer for OwnInit {
+        fn init(config: &Config) -> Result<Self> {
+            Ok(OwnInit { scale: config.parse("scale")?.unwrap_or(1.0) })
+        }
+        fn metadata(&self) -> Metadata {
+            Metadata::new("own-init", "")
+        }
+        fn score(&self, f: &Features) -> Result<Score> {
+            Ok(Score::new(self.scale * f.float("x")?))
+        }
+    }
+
+    /// Neither `init` nor `Default`.
+    struct Neither;
+
+    impl Scorer for Neither {
+        fn metadata(&self) -> Metadata {
+            Metadata::new("neither", "1.0.0")
+        }
+        fn score(&self, _: &Features) -> Result<Score> {
+            Ok(Score::new(0.0))
+        }
+    }
+
+    /// A stateless extractor.
+    #[derive(Default)]
+    struct Copies;
+
+    impl Extractor for Copies {
+        fn metadata(&self) -> Metadata {
+            Metadata::default().input(float("x")).output(float("y"))
+        }
+        fn extract(&self, e: &Features, out: &mut Output) -> Result<()> {
+            out.set("y", e.float_opt("x")?.unwrap_or(0.0))
+        }
+    }
+
+    const NAME: &str = env!("CARGO_PKG_NAME");
+    const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+    fn config(entries: &[(&str, &str)]) -> Vec<(String, String)> {
+        entries.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())).collect()
+    }
+
+    #[test]
+    fn the_probe_finds_default_only_on_default_types() {
+        assert!(crate::__package!(Stateless).default.is_some());
+        assert!(crate::__package!(OwnInit).default.is_some());
+        assert!(crate::__package!(Neither).default.is_none());
+        let package = crate::__package!(Neither);
+        assert_eq!((package.name, package.version), (NAME, VERSION));
+    }
+
+    #[test]
+    fn a_default_scorer_without_init_is_built_and_named_after_its_crate() {
+        let cell = OnceLock::<Loaded<Stateless>>::new();
+        scorer_init(&cell, config(&[("ignored", "1")]), crate::__package!(Stateless)).unwrap();
+        let described = metadata(&cell);
+        assert_eq!((described.name.as_str(), described.version.as_str()), (NAME, VERSION));
+        assert_eq!(described.inputs.len(), 1);
+        assert_eq!(cell.get().unwrap().metadata.name, NAME);
+    }
+
+    #[test]
+    fn a_scorer_with_its_own_init_uses_it_and_keeps_its_name() {
+        let cell = OnceLock::<Loaded<OwnInit>>::new();
+        scorer_init(&cell, config(&[("scale", "3")]), crate::__package!(OwnInit)).unwrap();
+        assert_eq!(cell.get().unwrap().plugin.scale, 3.0, "init ran, not Default::default");
+        let described = metadata(&cell);
+        // The name it set is kept; the empty version is the crate's.
+        assert_eq!((described.name.as_str(), described.version.as_str()), ("own-init", VERSION));
+
+        // Its init's errors are its own, Default or not.
+        let cell = OnceLock::<Loaded<OwnInit>>::new();
+        let err = scorer_init(&cell, config(&[("scale", "lots")]), crate::__package!(OwnInit)).unwrap_err();
+        assert!(err.message.contains("scale"), "{}", err.message);
+        assert!(cell.get().is_none());
+    }
+
+    #[test]
+    fn a_scorer_with_neither_init_nor_default_fails_to_init() {
+        let cell = OnceLock::<Loaded<Neither>>::new();
+        let err = scorer_init(&cell, config(&[]), crate::__package!(Neither)).unwrap_err();
+        assert_eq!(err.kind, types::ErrorKind::Internal);
+        assert_eq!(err.message, SCORER_INIT_MISSING);
+        assert!(cell.get().is_none());
+    }
+
+    #[test]
+    fn an_explicit_name_and_version_are_kept() {
+        let cell = OnceLock::<Loaded<Neither>>::new();
+        let default: fn() -> Neither = || Neither;
+        let package = Package { name: "crate-name", version: "9.9.9", default: Some(default) };
+        scorer_init(&cell, config(&[]), package).unwrap();
+        let described = metadata(&cell);
+        assert_eq!((described.name.as_str(), described.version.as_str()), ("neither", "1.0.0"));
+    }
+
+    #[test]
+    fn a_default_extractor_without_init_is_built_and_named_after_its_crate() {
+        let cell = OnceLock::<Loaded<Copies>>::new();
+        extractor_init(&cell, config(&[]), crate::__package!(Copies)).unwrap();
+        let described = metadata(&cell);
+        assert_eq!((described.name.as_str(), described.version.as_str()), (NAME, VERSION));
+        assert_eq!(described.outputs.len(), 1);
+
+        let package = Package { name: NAME, version: VERSION, default: None };
+        let err = extractor_init(&OnceLock::<Loaded<Copies>>::new(), config(&[]), package).unwrap_err();
+        assert_eq!(err.message, EXTRACTOR_INIT_MISSING);
+    }
 }

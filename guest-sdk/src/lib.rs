@@ -6,31 +6,51 @@
 //!
 //! ```
 //! use scorehost_guest::prelude::*;
+//! #[derive(Default)]
+//! struct Hello;
+//! impl Scorer for Hello {
+//!     fn metadata(&self) -> Metadata { Metadata::default().input(float("amount_usd").required()) }
+//!     fn score(&self, f: &Features) -> Result<Score> { Ok(Score::new(f.float("amount_usd")? / 10_000.0)) }
+//! }
+//! export_scorer!(Hello);
+//! ```
 //!
-//! struct Double;
+//! Its name and version are its crate's (`Cargo.toml`): the export macro fills
+//! an empty [`Metadata::name`] and [`Metadata::version`], and the host checks
+//! them against `plugin.toml` as for any plugin ([`Metadata::new`] sets them
+//! explicitly). It has no state, so it derives `Default` and has no `init`.
+//! A plugin with state — a model, a rate table — builds it from its config in
+//! [`Scorer::init`]:
 //!
-//! impl Scorer for Double {
-//!     fn init(_config: &Config) -> Result<Self> {
-//!         Ok(Double)
+//! ```
+//! use scorehost_guest::prelude::*;
+//!
+//! struct Scaled {
+//!     factor: f64,
+//! }
+//!
+//! impl Scorer for Scaled {
+//!     fn init(config: &Config) -> Result<Self> {
+//!         Ok(Scaled { factor: config.parse("factor")?.unwrap_or(2.0) })
 //!     }
 //!     fn metadata(&self) -> Metadata {
-//!         Metadata::new("double", "0.1.0").input(float("x").required())
+//!         Metadata::default().input(float("x").required())
 //!     }
 //!     fn score(&self, f: &Features) -> Result<Score> {
-//!         Ok(Score::new(2.0 * f.float("x")?))
+//!         Ok(Score::new(self.factor * f.float("x")?))
 //!     }
 //! }
 //!
-//! export_scorer!(Double);
+//! export_scorer!(Scaled);
 //! ```
 //!
-//! How a plugin is called: the host runs `init` once per plugin version with the
-//! manifest's `[config]` (and the model directory readable at [`MODEL_DIR`]),
-//! snapshots the initialised memory, and starts every instance from that
-//! snapshot. An instance that finished a call cleanly may serve later calls of
-//! the same plugin version (unless the manifest sets `[instances]
-//! fresh_per_call = true`), so keep `score` free of state of its own; one that
-//! trapped or panicked is always thrown away.
+//! How a plugin is called: the host runs `init` (or `Default::default`) once
+//! per plugin version with the manifest's `[config]` (and the model directory
+//! readable at [`MODEL_DIR`]), snapshots the initialised memory, and starts
+//! every instance from that snapshot. An instance that finished a call
+//! cleanly may serve later calls of the same plugin version (unless the
+//! manifest sets `[instances] fresh_per_call = true`), so keep `score` free of
+//! state of its own; one that trapped or panicked is always thrown away.
 //!
 //! [`Features`] reads inputs by name; the host passes them positionally, resolved
 //! against [`Metadata::inputs`] once at load. Accessor errors name the field:
@@ -44,7 +64,8 @@
 //! nothing for it. A dense-vector model may override it to skip per-row work
 //! (see `plugins/gbdt`).
 //!
-//! Unit-test the logic natively with [`testing::Harness`] — no wasm needed;
+//! Unit-test the logic natively with [`testing::Harness`] — no wasm needed
+//! (`Harness::of_scorer(Hello)` for a plugin without `init`);
 //! `Harness::score_batch` runs the frame path, to compare with `score`.
 
 pub mod bindings;

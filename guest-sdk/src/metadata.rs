@@ -72,11 +72,19 @@ pub fn floats(name: impl Into<String>) -> FieldSpec {
 }
 
 /// What a plugin says about itself; returned by `Scorer::metadata` / `Extractor::metadata`.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Start from [`Metadata::default`] to take the name and version from the
+/// plugin crate's `Cargo.toml`: the export macro fills an empty `name` and an
+/// empty `version` with the crate's, and the host checks them against
+/// `plugin.toml` as always. [`Metadata::new`] sets them explicitly instead.
+/// (In native tests no export macro runs, so they stay empty there.)
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metadata {
-    /// Must equal the manifest's `name`.
+    /// Must equal the manifest's `name`; if empty, the export macro fills in
+    /// the crate's package name (`CARGO_PKG_NAME`).
     pub name: String,
-    /// Must equal the manifest's `version`.
+    /// Must equal the manifest's `version`; if empty, the export macro fills
+    /// in the crate's version (`CARGO_PKG_VERSION`).
     pub version: String,
     /// One paragraph for the plugin catalogue.
     pub description: String,
@@ -90,6 +98,11 @@ pub struct Metadata {
 
 impl Metadata {
     /// Metadata for plugin `name` at `version` with nothing declared yet.
+    ///
+    /// The name and version are kept as given. An empty one is filled from
+    /// the plugin crate's `Cargo.toml` by the export macro, so
+    /// `Metadata::default()` (both empty) names the plugin after its crate;
+    /// either way the host checks them against `plugin.toml`.
     pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
         Self {
             name: name.into(),

@@ -4,18 +4,35 @@
 //! JSON with names → positional row against the declared inputs, with the same
 //! required and kind checks — and calls the plugin directly.
 //!
+//! A plugin with an `init` of its own is built from a config with
+//! [`Harness::scorer`] / [`Harness::extractor`]; a stateless one (no `init`,
+//! `#[derive(Default)]`) is handed over built, with [`Harness::of_scorer`] /
+//! [`Harness::of_extractor`]:
+//!
 //! ```
 //! # use scorehost_guest::prelude::*;
+//! # #[derive(Default)]
 //! # struct Double;
 //! # impl Scorer for Double {
-//! #     fn init(_: &Config) -> Result<Self> { Ok(Double) }
-//! #     fn metadata(&self) -> Metadata { Metadata::new("double", "0.1.0").input(float("x").required()) }
+//! #     fn metadata(&self) -> Metadata { Metadata::default().input(float("x").required()) }
 //! #     fn score(&self, f: &Features) -> Result<Score> { Ok(Score::new(2.0 * f.float("x")?)) }
 //! # }
+//! # struct Scaled(f64);
+//! # impl Scorer for Scaled {
+//! #     fn init(c: &Config) -> Result<Self> { Ok(Scaled(c.parse("by")?.unwrap_or(1.0))) }
+//! #     fn metadata(&self) -> Metadata { Metadata::new("scaled", "0.1.0").input(float("x").required()) }
+//! #     fn score(&self, f: &Features) -> Result<Score> { Ok(Score::new(self.0 * f.float("x")?)) }
+//! # }
 //! use scorehost_guest::testing::Harness;
-//! let double = Harness::<Double>::scorer(Config::default()).unwrap();
+//! let double = Harness::of_scorer(Double);
 //! assert_eq!(double.score(&serde_json::json!({"x": 21})).unwrap().value, 42.0);
+//! let triple = Harness::<Scaled>::scorer(Config::new([("by", "3")])).unwrap();
+//! assert_eq!(triple.score(&serde_json::json!({"x": 2})).unwrap().value, 6.0);
 //! ```
+//!
+//! Natively no export macro runs, so a plugin that leaves its name or version
+//! to `Cargo.toml` (`Metadata::default()`) has them empty in
+//! [`Harness::metadata`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -26,7 +43,10 @@ use crate::bindings::frames::{Frame, FrameScores};
 use crate::bindings::types::Row;
 use crate::config::Config;
 use crate::error::{PluginError, Result};
-use crate::export::{Extractor, Loaded, Scorer, extract_row, score_frame, score_row};
+use crate::export::{
+    EXTRACTOR_INIT_MISSING, Extractor, Loaded, SCORER_INIT_MISSING, Scorer, extract_row, score_frame,
+    score_row,
+};
 use crate::features::{Layout, Value};
 use crate::metadata::{Kind, Reason, Score};
 
@@ -54,11 +74,19 @@ pub struct Harness<T> {
 }
 
 impl<T: Scorer> Harness<T> {
-    /// Runs `init` and `metadata` of a scorer.
+    /// Runs `init` and `metadata` of a scorer. For a scorer without `init`
+    /// of its own (a `Default` one), use [`Self::of_scorer`].
     pub fn scorer(config: Config) -> Result<Self> {
-        let plugin = T::init(&config)?;
+        let plugin = T::init(&config).map_err(|e| no_init(e, SCORER_INIT_MISSING, "of_scorer"))?;
+        Ok(Self::of_scorer(plugin))
+    }
+
+    /// Runs `metadata` of a scorer built by the test, e.g. a stateless one
+    /// as `Harness::of_scorer(Plugin)` or `Harness::of_scorer(Plugin::default())`:
+    /// what the export macro does for a `Default` plugin without `init`.
+    pub fn of_scorer(plugin: T) -> Self {
         let metadata = plugin.metadata();
-        Ok(Self { loaded: Loaded::new(plugin, metadata) })
+        Self { loaded: Loaded::new(plugin, metadata) }
     }
 
     /// Scores a JSON object of named features, as `POST /score` would.
@@ -118,6 +146,16 @@ impl<T: Scorer> Harness<T> {
     }
 }
 
+/// `init`'s error, with a hint if it is the default `init` of a plugin that
+/// has none: in a test such a plugin is handed over built, with `of_*`.
+fn no_init(e: PluginError, missing: &str, constructor: &str) -> PluginError {
+    if e.message == missing {
+        PluginError { message: format!("{missing} (in a test: `Harness::{constructor}(plugin)`)"), ..e }
+    } else {
+        e
+    }
+}
+
 /// One result per row from a frame's answer, reason indices resolved to codes.
 fn unpack(inputs: &[crate::FieldSpec], out: FrameScores) -> Vec<Result<Score>> {
     let mut per_row = vec![0; out.values.len()];
@@ -154,11 +192,17 @@ fn unpack(inputs: &[crate::FieldSpec], out: FrameScores) -> Vec<Result<Score>> {
 }
 
 impl<T: Extractor> Harness<T> {
-    /// Runs `init` and `metadata` of an extractor.
+    /// Runs `init` and `metadata` of an extractor. For an extractor without
+    /// `init` of its own (a `Default` one), use [`Self::of_extractor`].
     pub fn extractor(config: Config) -> Result<Self> {
-        let plugin = T::init(&config)?;
+        let plugin = T::init(&config).map_err(|e| no_init(e, EXTRACTOR_INIT_MISSING, "of_extractor"))?;
+        Ok(Self::of_extractor(plugin))
+    }
+
+    /// Runs `metadata` of an extractor built by the test; as [`Harness::of_scorer`].
+    pub fn of_extractor(plugin: T) -> Self {
         let metadata = plugin.metadata();
-        Ok(Self { loaded: Loaded::new(plugin, metadata) })
+        Self { loaded: Loaded::new(plugin, metadata) }
     }
 
     /// Extracts a JSON event into named features, as `POST /extract` would.
@@ -309,4 +353,39 @@ fn named(layout: &Layout, row: &Row) -> Map<String, Json> {
         out.insert(spec.name.clone(), json);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::Harness;
+    use crate::prelude::*;
+
+    /// A stateless scorer: no `init`, `Default`.
+    #[derive(Default)]
+    struct Half;
+
+    impl Scorer for Half {
+        fn metadata(&self) -> Metadata {
+            Metadata::default().input(float("x").required())
+        }
+        fn score(&self, f: &Features) -> Result<Score> {
+            Ok(Score::new(f.float("x")? / 2.0))
+        }
+    }
+
+    #[test]
+    fn a_stateless_scorer_is_tested_as_built() {
+        let half = Harness::of_scorer(Half);
+        assert_eq!(half.score(&json!({"x": 3})).unwrap().value, 1.5);
+        // No export macro runs natively: the name stays empty.
+        assert_eq!(half.metadata().name, "");
+
+        let Err(e) = Harness::<Half>::scorer(Config::default()) else {
+            panic!("a scorer without init cannot be built from a config");
+        };
+        assert!(e.message.contains("implement `Scorer::init`"), "{}", e.message);
+        assert!(e.message.contains("Harness::of_scorer"), "{}", e.message);
+    }
 }

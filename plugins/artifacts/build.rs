@@ -10,25 +10,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Every plugin crate, by directory name under `plugins/`.
-const PLUGINS: &[&str] = &[
-    "txn-features",
-    "logreg",
-    "gbdt",
-    "hostile-loop",
-    "hostile-alloc",
-    "hostile-recursion",
-    "hostile-panic",
-    "hostile-deadline",
-    "hostile-output",
-    "fs-probe",
-    "net-import",
-    "slow",
-    "contract-0-1-0",
-    "hostile-frame",
-    "hostile-host",
-];
-
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let here = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
@@ -39,18 +20,19 @@ fn main() {
     for watched in ["wit", "guest-sdk", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed=../../{watched}");
     }
-    for p in PLUGINS {
-        println!("cargo:rerun-if-changed=../{p}");
-    }
+    // The whole of `plugins/` (cargo scans a directory recursively): an edited
+    // plugin, and a plugin directory added or removed, rerun this script.
+    println!("cargo:rerun-if-changed=..");
+    let plugins = plugin_dirs(&root.join("plugins"));
 
     ensure_wasm_target();
     let target_dir = out.join("wasm-target");
-    build_plugins(&root, &target_dir);
+    build_plugins(&root, &target_dir, &plugins);
 
     let staged = out.join("plugins");
     let mut consts = String::new();
     let mut all = String::new();
-    for p in PLUGINS {
+    for p in &plugins {
         let wasm = target_dir.join("wasm32-wasip2/plugin").join(format!("{}.wasm", p.replace('-', "_")));
         let dir = stage(&root.join("plugins").join(p), &staged.join(p), &wasm);
         let ident = p.to_uppercase().replace('-', "_");
@@ -74,9 +56,24 @@ fn main() {
     fs::write(out.join("artifacts.rs"), consts).expect("write artifacts.rs");
 }
 
+/// Every plugin crate: each directory under `plugins/` with both a
+/// `Cargo.toml` and a `plugin.toml` (this crate has no `plugin.toml`), by
+/// name, sorted. The workspace's `plugins/*` member glob is the other half
+/// of the one list: a new directory is a workspace member and a plugin here.
+fn plugin_dirs(plugins: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(plugins)
+        .expect("read plugins/")
+        .map(|e| e.expect("plugins/ entry").path())
+        .filter(|dir| dir.join("Cargo.toml").is_file() && dir.join("plugin.toml").is_file())
+        .map(|dir| dir.file_name().expect("a directory name").to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// The nested build. Wrappers and flags meant for the host build are removed:
 /// `cargo clippy` sets RUSTC_WORKSPACE_WRAPPER, which must not lint wasm here.
-fn build_plugins(root: &Path, target_dir: &Path) {
+fn build_plugins(root: &Path, target_dir: &Path, plugins: &[String]) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
@@ -95,7 +92,7 @@ fn build_plugins(root: &Path, target_dir: &Path) {
     ] {
         cmd.env_remove(var);
     }
-    for p in PLUGINS {
+    for p in plugins {
         cmd.arg("-p").arg(p);
     }
     let status = cmd.status().expect("run the nested cargo build of plugins/");

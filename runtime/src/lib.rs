@@ -1,55 +1,35 @@
 //! scorehost: a WebAssembly plugin runtime for sandboxed ML feature and scoring logic.
 //!
-//! The pieces, in the order a plugin meets them:
-//! - [`manifest`] reads `plugin.toml`;
-//! - [`plugin::PluginVersion::load`] validates and compiles the component,
-//!   runs its `init` once and snapshots it ([`snapshot`]), caching the result
-//!   on disk ([`cache`]);
-//! - every call runs in an instance of its plugin version (warm, or new from
-//!   the snapshot) on the one shared [`engine`], with the
-//!   budgets of [`limits`] and only the imports of [`host`]; a scorer's
-//!   batches travel as one columnar frame when it exports `frame-scorer`;
-//! - failures come back as the typed errors of [`error`]; a version that keeps
-//!   faulting is quarantined by its [`breaker`];
-//! - [`registry`] maps names to live versions, [`pipeline`] chains extractors
-//!   into a scorer, and [`http`] serves it all.
+//! The library is in layers, each a folder that imports only from the
+//! layers below it (`tests/all/layers.rs` checks this):
+//!
+//! 1. [`sandbox`] — one guest call: the engine, budgets, host imports,
+//!    instances, traps, pre-initialisation snapshots and the compiled cache;
+//! 2. [`version`] — one plugin version: its manifest, loading, JSON ↔ rows
+//!    and frames, output checks and circuit breaker;
+//! 3. [`serving`] — names to versions: the registry, canary and shadow
+//!    traffic, pipelines, the decision log, rendering answers;
+//! 4. [`control`] — changing what is served: the store, the admin
+//!    operations, the validation gate's golden vectors, the store watcher;
+//! 5. [`http`] — the edge: the server, routes, and errors as responses.
+//!
+//! The `scorehost` binary is its own crate (`runtime/cli`). docs/architecture.md
+//! follows a request, a hot-swap and start-up through these files.
 
-pub mod admin;
-pub mod bindings;
-pub mod breaker;
-pub mod cache;
-pub mod decisions;
-pub mod engine;
-pub mod error;
-pub(crate) mod frame;
-pub mod golden;
-pub mod host;
-pub mod host_budget;
+pub mod control;
 pub mod http;
-pub(crate) mod instances;
-pub mod layout;
-pub mod limits;
-pub mod load;
-pub mod manifest;
-pub mod pipeline;
-pub mod plugin;
-pub mod registry;
-pub mod render;
-pub mod request_id;
-mod runtime;
-pub mod safe_read;
-pub mod snapshot;
-pub mod stats;
-pub mod store;
-pub mod traffic;
-pub mod trap;
-pub mod watch;
+pub mod sandbox;
+pub mod serving;
+pub mod version;
 
 #[cfg(test)]
 mod proptests;
 
-pub use engine::{HostEngine, PoolSize};
-pub use error::{CallError, ErrorKind, LoadError};
-pub use manifest::{Manifest, World};
-pub use plugin::{Outcome, PluginVersion, Scored};
-pub use runtime::Runtime;
+pub use sandbox::engine::{HostEngine, PoolSize};
+pub use sandbox::error::{CallError, ErrorKind, LoadError};
+pub use sandbox::instances::Outcome;
+pub use sandbox::world::World;
+pub use version::manifest::Manifest;
+pub use version::output::Scored;
+pub use version::plugin::PluginVersion;
+pub use version::runtime::Runtime;

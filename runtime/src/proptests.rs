@@ -9,11 +9,11 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value as Json};
 
-use crate::bindings::types::{FieldSpec, ValueKind};
-use crate::error::ErrorKind;
 use crate::http::codec::parse_object;
-use crate::layout::{Layout, MAX_EXACT_INT};
-use crate::manifest::Manifest;
+use crate::sandbox::bindings::types::{FieldSpec, ValueKind};
+use crate::sandbox::error::ErrorKind;
+use crate::version::layout::{Layout, MAX_EXACT_INT};
+use crate::version::manifest::Manifest;
 
 /// Arbitrary JSON, nested a few levels, with the numbers that matter at the
 /// edges (huge, tiny, negative, 2^53 ± 1).
@@ -147,7 +147,7 @@ proptest! {
                 prop_assert!(m.breaker.fault_rate > 0.0 && m.breaker.fault_rate <= 1.0);
                 prop_assert!(m.fallback.score.is_none_or(f64::is_finite));
             }
-            Err(e) => prop_assert!(!e.is_empty()),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 }

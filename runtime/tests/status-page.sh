@@ -20,7 +20,7 @@ if ! command -v chromium >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 
-cargo build --locked -p scorehost --bin scorehost >&2
+cargo build --locked -p scorehost-cli --bin scorehost >&2
 work=$(mktemp -d)
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"; }

@@ -4,7 +4,7 @@
 //! guest code, so a plugin could try to escape both inside host calls. Every
 //! host function it can reach is bounded in bytes per call, charged to the
 //! call's fuel and checked against its wall-clock deadline
-//! (`runtime/src/host_budget.rs`). The `mode` input picks the abuse:
+//! (`runtime/src/sandbox/host_budget.rs`). The `mode` input picks the abuse:
 //!
 //! - `random-big`: one `get-random-bytes` of 8 MiB — over the 64 KiB cap:
 //!   `guest_trap` naming the cap;

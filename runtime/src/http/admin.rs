@@ -1,5 +1,5 @@
 //! `/admin/v1/`: upload, activate, roll back, delete and list plugin versions
-//! (the logic is [`crate::admin::Admin`]). Every call needs
+//! (the logic is [`crate::control::admin::Admin`]). Every call needs
 //! `Authorization: Bearer <token>`: none is 401, a wrong one 403. The admin
 //! work (compiling, `init`, golden vectors, fsyncs) runs on the blocking pool.
 
@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::App;
 use super::error::ApiError;
-use crate::admin::{Admin, AdminError};
-use crate::traffic::RouteKey;
+use crate::control::admin::{Admin, AdminError};
+use crate::serving::traffic::RouteKey;
 
 /// Time an upload's body has to arrive: plugin archives are large and deploy
 /// tools may be far away, but never unbounded.
@@ -190,7 +190,7 @@ pub async fn canary(app: Arc<App>, name: String, req: Request) -> Result<Respons
         .as_u64()
         .and_then(|p| u8::try_from(p).ok())
         .ok_or_else(|| ApiError::Malformed("`percent` must be an integer from 0 to 100".into()))?;
-    let key = RouteKey::parse(&text(&b, "key")?).map_err(ApiError::Malformed)?;
+    let key = RouteKey::parse(&text(&b, "key")?).map_err(|e| ApiError::Malformed(e.to_string()))?;
     let (n, v, k) = (name.clone(), version.clone(), key.to_string());
     blocking(api, move |a| a.start_canary(&n, &v, percent, key)).await?;
     Ok(json(

@@ -7,9 +7,9 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::admin::AdminError;
-use crate::error::{CallError, ErrorKind};
-use crate::store::StoreError;
+use crate::control::admin::AdminError;
+use crate::control::store::StoreError;
+use crate::sandbox::error::{CallError, ErrorKind};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +164,7 @@ impl IntoResponse for ApiError {
         // A fault on our side (a plugin's or the server's) is for the on-call
         // engineer, with the request's id.
         if matches!(status, StatusCode::INTERNAL_SERVER_ERROR | StatusCode::GATEWAY_TIMEOUT) {
-            let request_id = crate::request_id::display();
+            let request_id = crate::sandbox::request_id::display();
             tracing::warn!(kind = self.kind(), status = status.as_u16(), %request_id, "{message}");
         }
         let body = serde_json::json!({"error": {"kind": self.kind(), "message": message}});

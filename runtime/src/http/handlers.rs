@@ -15,12 +15,14 @@ use super::App;
 use super::codec::{Payload, payload, read_json};
 use super::error::ApiError;
 use super::metrics::Label;
-use crate::decisions::DecisionLog;
-use crate::error::CallError;
-use crate::pipeline;
-use crate::plugin::{Outcome, PluginVersion, Scored};
-use crate::registry::Entry;
-use crate::render;
+use crate::sandbox::error::CallError;
+use crate::sandbox::instances::Outcome;
+use crate::serving::decisions::DecisionLog;
+use crate::serving::pipeline;
+use crate::serving::registry::Entry;
+use crate::serving::render;
+use crate::version::output::Scored;
+use crate::version::plugin::PluginVersion;
 
 /// Which plugin or pipeline a response was about, for the metrics label.
 #[derive(Debug, Clone)]
@@ -229,7 +231,7 @@ pub async fn extract(app: Arc<App>, name: String, request: Request) -> Result<Re
                 let mut body = render::extract_response(&v, &o);
                 // Reported (and counted, by extract_async) only under
                 // `[inputs] undeclared = "report"`; refused otherwise.
-                if v.manifest().inputs.undeclared == crate::manifest::Undeclared::Report
+                if v.manifest().inputs.undeclared == crate::version::layout::Undeclared::Report
                     && let Json::Object(m) = &mut body
                 {
                     let names = v.inputs().undeclared(&e);

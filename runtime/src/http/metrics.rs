@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::plugin::PluginVersion;
+use crate::version::plugin::PluginVersion;
 
 /// A label value: a shared string with its hash computed once, so recording a
 /// request allocates nothing and the metric family's map hashes 8 bytes, not
@@ -114,7 +114,7 @@ impl Default for Metrics {
         );
         let shadow_calls = Family::<ShadowLabels, Counter>::default();
         let shadow_diff = Family::<ShadowDiffLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(crate::traffic::DIFF_BUCKETS.iter().copied())
+            Histogram::new(crate::serving::traffic::DIFF_BUCKETS.iter().copied())
         });
         registry.register(
             "shadow_calls",
@@ -162,14 +162,14 @@ impl Metrics {
 
     /// Also publishes, at every scrape, the circuit-breaker state of each
     /// version `plugins` serves. Called once, when the server is built.
-    pub fn with_plugins(mut self, plugins: Arc<crate::registry::Registry>) -> Self {
+    pub fn with_plugins(mut self, plugins: Arc<crate::serving::registry::Registry>) -> Self {
         self.registry.register_collector(Box::new(PluginHealth(plugins)));
         self
     }
 
     /// Also publishes, at every scrape, how many decisions `log` wrote and
     /// dropped (nothing when there is no decision log).
-    pub fn with_decisions(mut self, log: Option<Arc<crate::decisions::DecisionLog>>) -> Self {
+    pub fn with_decisions(mut self, log: Option<Arc<crate::serving::decisions::DecisionLog>>) -> Self {
         if let Some(log) = log {
             self.registry.register_collector(Box::new(DecisionCounts(log)));
         }
@@ -192,7 +192,7 @@ impl Metrics {
 
 /// The decision log's written and dropped counts, read at scrape time.
 #[derive(Debug)]
-struct DecisionCounts(Arc<crate::decisions::DecisionLog>);
+struct DecisionCounts(Arc<crate::serving::decisions::DecisionLog>);
 
 impl Collector for DecisionCounts {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -217,7 +217,7 @@ impl Collector for DecisionCounts {
 }
 
 /// Breaker state and in-flight calls of every serving version, read at scrape time.
-struct PluginHealth(Arc<crate::registry::Registry>);
+struct PluginHealth(Arc<crate::serving::registry::Registry>);
 
 impl std::fmt::Debug for PluginHealth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -232,8 +232,8 @@ struct VersionLabels {
     role: &'static str,
 }
 
-/// Where a version's histogram lives in its [`crate::stats::CallStats`].
-type VersionHistogram = fn(&PluginVersion) -> &crate::stats::Log2Histogram;
+/// Where a version's histogram lives in its [`crate::sandbox::stats::CallStats`].
+type VersionHistogram = fn(&PluginVersion) -> &crate::sandbox::stats::Log2Histogram;
 
 /// One published number per serving version: name, help, type, value.
 type VersionMetric = (&'static str, &'static str, MetricType, fn(&PluginVersion) -> u64);
@@ -243,7 +243,7 @@ const VERSION_METRICS: &[VersionMetric] = &[
         "plugin_quarantined",
         "1 while the version's circuit breaker holds it in quarantine (or probing), else 0",
         MetricType::Gauge,
-        |v| u64::from(!matches!(v.breaker_state(), crate::breaker::BreakerState::Closed)),
+        |v| u64::from(!matches!(v.breaker_state(), crate::version::breaker::BreakerState::Closed)),
     ),
     ("plugin_quarantines", "Times the version's circuit breaker quarantined it", MetricType::Counter, |v| {
         v.quarantines()

@@ -24,9 +24,9 @@ use tokio::sync::Semaphore;
 use self::error::ApiError;
 use self::metrics::Metrics;
 pub use self::routing::Router;
-use crate::error::CallError;
-use crate::pipeline::Pipelines;
-use crate::registry::Registry;
+use crate::sandbox::error::CallError;
+use crate::serving::pipeline::Pipelines;
+use crate::serving::registry::Registry;
 
 /// Where a wasm call runs.
 ///
@@ -73,7 +73,7 @@ pub struct ServerConfig {
     /// Where wasm calls run.
     pub call_mode: CallMode,
     /// Where answered scores are logged (sampled), if anywhere.
-    pub decisions: Option<Arc<crate::decisions::DecisionLog>>,
+    pub decisions: Option<Arc<crate::serving::decisions::DecisionLog>>,
 }
 
 impl Default for ServerConfig {
@@ -172,10 +172,10 @@ impl App {
             }
             CallMode::Blocking => {
                 let runtime = tokio::runtime::Handle::current();
-                let id = crate::request_id::current();
+                let id = crate::sandbox::request_id::current();
                 tokio::task::spawn_blocking(move || {
                     let result = match id {
-                        Some(id) => crate::request_id::sync_scope(id, || runtime.block_on(call)),
+                        Some(id) => crate::sandbox::request_id::sync_scope(id, || runtime.block_on(call)),
                         None => runtime.block_on(call),
                     };
                     drop(permit);

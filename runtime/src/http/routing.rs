@@ -7,7 +7,7 @@
 //! Every request gets an id: the caller's `x-request-id` when it is usable
 //! (1–128 visible ASCII characters), a random one otherwise. It is echoed in
 //! the response's `x-request-id`, and the request runs in its
-//! [`crate::request_id::scope`], so every log line the request causes — the
+//! [`crate::sandbox::request_id::scope`], so every log line the request causes — the
 //! plugin's own included — carries it as `request_id`.
 //!
 //! This replaces axum's `Router` and a `from_fn` timing middleware: on the
@@ -151,7 +151,7 @@ impl Exposure {
 
 /// One method of one path: its endpoint and the route template as a metrics label.
 #[derive(Debug, Clone)]
-struct Entry {
+struct Route {
     method: Method,
     endpoint: Endpoint,
     template: Label,
@@ -163,7 +163,7 @@ struct Entry {
 #[derive(Clone)]
 pub struct Router {
     app: Arc<App>,
-    table: Arc<matchit::Router<Vec<Entry>>>,
+    table: Arc<matchit::Router<Vec<Route>>>,
     unmatched: Label,
     no_plugin: Label,
     exposure: Exposure,
@@ -178,9 +178,9 @@ impl Router {
     /// Builds the table from [`ROUTES`], serving only what `exposure` allows
     /// (the rest is 404, as if it did not exist).
     pub fn exposing(app: Arc<App>, exposure: Exposure) -> Self {
-        let mut by_path: Vec<(&str, Vec<Entry>)> = Vec::new();
+        let mut by_path: Vec<(&str, Vec<Route>)> = Vec::new();
         for &(method, path) in ROUTES {
-            let entry = Entry {
+            let entry = Route {
                 method: method.parse().expect("ROUTES holds valid methods"),
                 endpoint: Endpoint::of(method, path),
                 template: Label::new(Arc::from(path)),
@@ -207,7 +207,7 @@ impl Router {
     pub async fn handle(&self, req: Request<Body>) -> Response {
         let start = Instant::now();
         let id = request_id(req.headers());
-        let (route, mut response) = crate::request_id::scope(id.clone(), self.dispatch(req)).await;
+        let (route, mut response) = crate::sandbox::request_id::scope(id.clone(), self.dispatch(req)).await;
         response.headers_mut().insert(REQUEST_ID, id);
         let plugin = response
             .extensions()

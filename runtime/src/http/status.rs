@@ -13,10 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::breaker::BreakerState;
-use crate::error::ErrorKind;
-use crate::plugin::PluginVersion;
-use crate::registry::Registry;
+use crate::sandbox::error::ErrorKind;
+use crate::serving::registry::Registry;
+use crate::version::breaker::BreakerState;
+use crate::version::plugin::PluginVersion;
 
 /// The page itself.
 pub const INDEX_HTML: &str = include_str!("status/index.html");

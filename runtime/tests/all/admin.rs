@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use scorehost::admin::Admin;
+use scorehost::control::admin::Admin;
 use scorehost::http::admin::AdminApi;
 use scorehost::http::{App, ServerConfig};
-use scorehost::pipeline::Pipelines;
-use scorehost::registry::Registry;
+use scorehost::serving::pipeline::Pipelines;
+use scorehost::serving::registry::Registry;
 use serde_json::{Value, json};
 
 use crate::http::{Reply, send};
@@ -278,7 +278,7 @@ fn a_partial_upload_left_by_a_crash_is_ignored_at_start_up() {
     let partial = store.path().join(".staging/logreg@0.2.0.123.456");
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::write(partial.join("plugin.toml"), "name = \"logreg\"\nversion = \"0.2").unwrap();
-    let (_, scan) = scorehost::store::PluginStore::open(store.path()).unwrap();
+    let (_, scan) = scorehost::control::store::PluginStore::open(store.path()).unwrap();
     assert_eq!(scan.removed_partials, vec![".staging/logreg@0.2.0.123.456".to_owned()]);
     assert!(scan.versions.is_empty());
     assert!(!partial.exists());
@@ -347,7 +347,7 @@ async fn a_canary_is_sticky_per_customer_and_promotes_or_aborts() {
         let first = score_as(&app, features.clone(), None).await;
         let again = score_as(&app, features, None).await;
         assert_eq!(first.json["version"], again.json["version"], "{customer} switched versions");
-        let canary = scorehost::traffic::bucket(&customer) < 30;
+        let canary = scorehost::serving::traffic::bucket(&customer) < 30;
         let want = if canary { "0.1.0+model.2" } else { "0.1.0" };
         assert_eq!(first.json["version"], want, "{customer}: {}", first.text);
         seen[usize::from(canary)] += 1;
@@ -368,7 +368,7 @@ async fn a_canary_is_sticky_per_customer_and_promotes_or_aborts() {
     let r = score_as(&app, json!({ "instances": rows }), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     for (i, result) in r.json["results"].as_array().unwrap().iter().enumerate() {
-        let canary = scorehost::traffic::bucket(&format!("customer-{i}")) < 30;
+        let canary = scorehost::serving::traffic::bucket(&format!("customer-{i}")) < 30;
         assert_eq!(result.get("version").is_some(), canary, "row {i}: {result}");
     }
 
@@ -460,7 +460,7 @@ async fn the_store_watcher_gates_new_versions_and_applies_state_json() {
     let root = store.path().to_owned();
     let app = server(&root);
     let api = app.admin.as_ref().unwrap();
-    let _watcher = scorehost::watch::watch(api.admin(), &root).unwrap();
+    let _watcher = scorehost::control::watch::watch(api.admin(), &root).unwrap();
 
     // A deploy tool copies a version in (complete, then renamed into place)
     // and names it live.
@@ -563,7 +563,7 @@ async fn the_watcher_regates_a_copy_once_complete_and_leaves_evicted_versions_ou
     let root = store.path().to_owned();
     let app = server(&root);
     let api = app.admin.as_ref().unwrap();
-    let _watcher = scorehost::watch::watch(api.admin(), &root).unwrap();
+    let _watcher = scorehost::control::watch::watch(api.admin(), &root).unwrap();
 
     // A deploy tool that copies in place, pausing longer than the debounce
     // after the manifest: gated half-copied, it fails; once the copy is

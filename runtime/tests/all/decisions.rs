@@ -3,17 +3,16 @@
 //! which re-scores a log with another version and reports the differences.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use scorehost::decisions::{Decision, DecisionLog, DecisionLogConfig, rotated};
 use scorehost::http::ServerConfig;
+use scorehost::serving::decisions::{Decision, DecisionLog, DecisionLogConfig, rotated};
 use serde_json::{Value, json};
 
 use crate::http::{app, get, logreg_body, post, send};
 use crate::metrics::sample;
-use crate::support::{load, obj};
+use crate::support::obj;
 
 fn read(path: &Path) -> Vec<Decision> {
     std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -139,60 +138,6 @@ fn the_log_rotates_by_size_and_keeps_what_it_is_told() {
     }
     // Newest in PATH, then .1, then .2; the oldest 20 are gone.
     assert_eq!((two[0].request_id.as_str(), now[4].request_id.as_str()), ("r020", "r044"));
-}
-
-#[test]
-fn replay_reports_how_another_version_moves_the_scores() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("d.jsonl");
-    let v1 = load("logreg");
-    let log = DecisionLog::open(DecisionLogConfig::new(&path)).unwrap();
-    let mut rows = Vec::new();
-    for digits in 0..20 {
-        let mut f = logreg_body()["features"].clone();
-        f["email_local_digits"] = json!(digits);
-        rows.push(obj(f));
-    }
-    for row in &rows {
-        let out = v1.score(row, None).unwrap();
-        log.scored_one(&v1, row, &out);
-    }
-    let mut other = decision(0);
-    other.plugin = "gbdt".into();
-    log.record(other);
-    drop(log);
-
-    let replay = |plugin: &Path| {
-        let cache = tempfile::tempdir().unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_scorehost"))
-            .args([
-                "--cache-dir",
-                cache.path().to_str().unwrap(),
-                "replay",
-                path.to_str().unwrap(),
-                "--plugin",
-            ])
-            .arg(plugin)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
-    let same = replay(&crate::support::staged("logreg"));
-    assert_eq!((same["decisions"].as_u64(), same["unchanged"].as_u64()), (Some(20), Some(20)), "{same:#}");
-    assert_eq!((same["changed"].as_u64(), same["max_abs_diff"].as_f64()), (Some(0), Some(0.0)));
-    assert_eq!(same["skipped_other_plugins"], 1);
-
-    let shifted = crate::admin::logreg_variant("0.1.0+model.2", 0.5, false);
-    let moved = replay(shifted.path());
-    assert_eq!(moved["replayed_version"], "0.1.0+model.2");
-    assert_eq!(moved["logged_versions"], json!(["0.1.0"]));
-    assert_eq!(moved["changed"].as_u64(), Some(20), "{moved:#}");
-    assert!(moved["mean_abs_diff"].as_f64().unwrap() > 0.01);
-    let top = &moved["largest_changes"];
-    assert_eq!(top.as_array().unwrap().len(), 10);
-    assert!(top[0]["diff"].as_f64().unwrap() > 0.0, "a larger intercept raises every score");
-    assert!(top[0]["request_id"].is_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use scorehost::host_budget::{HOST_CALL_FUEL, MAX_RANDOM_BYTES};
+use scorehost::sandbox::host_budget::{HOST_CALL_FUEL, MAX_RANDOM_BYTES};
 use scorehost::{CallError, ErrorKind, PluginVersion};
 use serde_json::json;
 
@@ -90,7 +90,11 @@ fn a_huge_plugin_error_message_is_cut_where_it_is_lifted() {
     let e = v.score(&obj(json!({ "mode": "huge-error" })), None).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PluginError, "{e}");
     let message = e.to_string();
-    assert!(message.len() < scorehost::snapshot::MAX_ERROR_MESSAGE_BYTES + 100, "{} bytes", message.len());
+    assert!(
+        message.len() < scorehost::sandbox::error::MAX_ERROR_MESSAGE_BYTES + 100,
+        "{} bytes",
+        message.len()
+    );
     assert!(
         message.ends_with(&format!("[cut: {} bytes in all]", 50 << 20)),
         "{}",

@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use scorehost::PluginVersion;
 use scorehost::http::{App, ServerConfig};
-use scorehost::pipeline::Pipelines;
-use scorehost::registry::Registry;
+use scorehost::serving::pipeline::Pipelines;
+use scorehost::serving::registry::Registry;
 use serde_json::json;
 
 use crate::admin::{admin_req, server, tar_of};
@@ -275,10 +275,10 @@ fn golden_vectors_expecting_faults_never_quarantine_the_version() {
     std::fs::write(dir.path().join("tests.jsonl"), format!("{}\n{}\n{}\n", vector(1), vector(2), vector(3)))
         .unwrap();
     let v = runtime().load(dir.path()).unwrap();
-    let vectors = scorehost::golden::read(dir.path(), scorehost::World::Scorer).unwrap();
-    let report = scorehost::golden::check(&v, &vectors);
+    let vectors = scorehost::control::golden::read(dir.path(), scorehost::World::Scorer).unwrap();
+    let report = scorehost::control::golden::check(&v, &vectors);
     assert!(report.passed(), "{:?}", report.failures());
-    assert_eq!(v.breaker_state(), scorehost::breaker::BreakerState::Closed);
+    assert_eq!(v.breaker_state(), scorehost::version::breaker::BreakerState::Closed);
     assert_eq!(v.quarantines(), 0);
 }
 

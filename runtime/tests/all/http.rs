@@ -7,9 +7,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use scorehost::World;
 use scorehost::http::{App, ServerConfig, router};
-use scorehost::pipeline::Pipelines;
-use scorehost::registry::Registry;
+use scorehost::serving::pipeline::{PipelineError, Pipelines};
+use scorehost::serving::registry::Registry;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -159,9 +160,12 @@ fn pipeline_feature_clash_is_a_startup_error() {
     let registry = Registry::new(["txn-features", "logreg"].map(load));
     let twice = "[pipelines.x]\nextractors = [\"txn-features\", \"txn-features\"]\nscorer = \"logreg\"\n";
     let e = Pipelines::parse(twice, &registry).unwrap_err();
-    assert!(e.contains("amount_usd") && e.contains("both"), "{e}");
+    assert!(matches!(&e, PipelineError::FeatureTwice { feature, .. } if feature == "amount_usd"), "{e}");
+    assert!(e.to_string().contains("both"), "{e}");
     let wrong = "[pipelines.x]\nextractors = [\"logreg\"]\nscorer = \"logreg\"\n";
-    assert!(Pipelines::parse(wrong, &registry).unwrap_err().contains("not an extractor"));
+    let e = Pipelines::parse(wrong, &registry).unwrap_err();
+    assert!(matches!(e, PipelineError::WrongWorld { wanted: World::Extractor, .. }), "{e}");
+    assert!(e.to_string().contains("is a scorer, not an extractor"), "{e}");
 }
 
 #[tokio::test]

@@ -1,8 +1,8 @@
 //! Loading: bad components, wrong worlds, ungranted imports, bad manifests and
 //! failing inits are each a clear, typed error before anything is served.
 
-use scorehost::cache::ComponentCache;
-use scorehost::error::{CallError, LoadError};
+use scorehost::sandbox::cache::ComponentCache;
+use scorehost::sandbox::error::{CallError, LoadError};
 use scorehost::{PoolSize, Runtime};
 
 use crate::support::{copy_with, runtime, staged};
@@ -155,7 +155,7 @@ fn golden_vectors_symlinked_to_dev_zero_are_refused() {
     std::os::unix::fs::symlink("/dev/zero", vectors).unwrap();
     let path = dir.path().to_owned();
     // Read to the end, /dev/zero would exhaust memory; it must not be opened at all.
-    let e = within(10, move || scorehost::golden::read(&path, scorehost::World::Scorer).err())
+    let e = within(10, move || scorehost::control::golden::read(&path, scorehost::World::Scorer).err())
         .expect("a tests.jsonl leading to /dev/zero must be refused");
     let msg = e.to_string();
     assert!(msg.contains("tests.jsonl") && msg.contains("leads outside the plugin directory"), "{msg}");
@@ -170,9 +170,12 @@ fn golden_vectors_in_a_fifo_are_refused_without_blocking_the_gate() {
     mkfifo(&vectors);
     let path = dir.path().to_owned();
     // The gate reads the vectors with the admin lock held: a blocked open would hold it forever.
-    let e = within(10, move || scorehost::golden::read(&path, scorehost::World::Scorer).err())
+    let e = within(10, move || scorehost::control::golden::read(&path, scorehost::World::Scorer).err())
         .expect("a FIFO tests.jsonl must be refused");
-    assert!(matches!(e, scorehost::golden::VectorsError::NotAFile { kind: "FIFO (named pipe)", .. }), "{e}");
+    assert!(
+        matches!(e, scorehost::control::golden::VectorsError::NotAFile { kind: "FIFO (named pipe)", .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("not a regular file"), "{e}");
 }
 

@@ -140,8 +140,8 @@ fn a_chatty_plugin_is_rate_limited_and_the_drops_are_counted() {
 
 #[test]
 fn uploads_and_store_start_up_report_their_progress() {
-    use scorehost::admin::Admin;
-    use scorehost::registry::Registry;
+    use scorehost::control::admin::Admin;
+    use scorehost::serving::registry::Registry;
 
     let store = tempfile::tempdir().unwrap();
     let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 16 }, None).unwrap());

@@ -4,7 +4,6 @@
 
 mod admin;
 mod bad_input;
-mod cli;
 mod contract;
 mod decisions;
 mod examples;
@@ -15,6 +14,7 @@ mod http;
 mod http_openapi;
 mod http_socket;
 mod instances;
+mod layers;
 mod limits;
 mod load;
 mod logs;
@@ -22,4 +22,3 @@ mod metrics;
 mod sandbox;
 mod status;
 mod support;
-mod walk;

@@ -1,10 +1,10 @@
 //! Shared fixtures: one runtime per test binary, and plugin directories that
 //! tests can copy and edit.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
-use scorehost::cache::ComponentCache;
+use scorehost::sandbox::cache::ComponentCache;
 use scorehost::{PluginVersion, PoolSize, Runtime};
 use serde_json::{Map, Value};
 
@@ -20,11 +20,7 @@ pub fn runtime() -> &'static Runtime {
     .0
 }
 
-/// The staged directory of the bundled plugin `name`.
-pub fn staged(name: &str) -> PathBuf {
-    let (_, dir) = scorehost_plugin_artifacts::ALL.iter().find(|(n, _)| *n == name).expect("known plugin");
-    PathBuf::from(dir)
-}
+pub use scorehost_plugin_artifacts::staged;
 
 /// Loads the bundled plugin `name`.
 pub fn load(name: &str) -> PluginVersion {
@@ -33,26 +29,12 @@ pub fn load(name: &str) -> PluginVersion {
 
 /// A private copy of the bundled plugin `name` whose manifest `edit` rewrites.
 pub fn copy_with(name: &str, edit: impl FnOnce(String) -> String) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&staged(name), tmp.path());
-    let manifest = tmp.path().join("plugin.toml");
-    let text = std::fs::read_to_string(&manifest).unwrap();
-    std::fs::write(&manifest, edit(text)).unwrap();
-    tmp
+    scorehost_plugin_artifacts::copy_with(name, edit).unwrap()
 }
 
 /// Copies the directory tree `from` to `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
+    scorehost_plugin_artifacts::copy_dir(from, to).unwrap()
 }
 
 /// A JSON object literal as a feature map.

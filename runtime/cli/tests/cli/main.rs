@@ -1,0 +1,9 @@
+//! Tests of the `scorehost` binary (`CARGO_BIN_EXE_scorehost`): its commands,
+//! the README walk, serving over real sockets, replay. The library is tested
+//! in process in `runtime/tests/all`.
+
+mod commands;
+mod replay;
+mod serve;
+mod support;
+mod walk;

@@ -1,0 +1,197 @@
+//! The README's five-command walk, from nothing to a new plugin served over
+//! HTTP, run line by line as the README has them (`<!-- new-plugin-walk -->`):
+//! `cargo run --release --` is this test build's `scorehost`, `cargo build`
+//! is cargo itself, the server gets a free port instead of 8080, and the
+//! `curl` line is sent over a plain socket. Also: `--kind extractor`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The walk's command lines.
+fn walk() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let after = readme.split("<!-- new-plugin-walk -->").nth(1).expect("README has the walk");
+    let block = after.split("```sh\n").nth(1).unwrap().split("```").next().unwrap();
+    block.lines().map(str::to_owned).collect()
+}
+
+/// Splits a command line as a POSIX shell would for these lines: words,
+/// single-quoted strings, a trailing `&`.
+fn words(line: &str) -> Vec<String> {
+    let (mut out, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    out.push(std::mem::take(&mut word));
+                    any = false;
+                }
+            }
+            c => {
+                word.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        out.push(word);
+    }
+    out
+}
+
+fn scorehost(dir: &Path, cache: &Path, args: &[String]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_scorehost"));
+    c.current_dir(dir).arg("--cache-dir").arg(cache).args(args);
+    c
+}
+
+fn cargo(dir: &Path, args: &[String]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo).current_dir(dir).args(args).output().unwrap();
+    assert!(out.status.success(), "cargo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A server process, killed (and waited for) when dropped, a failing test included.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `serve` on a free port; returns the server and its address.
+fn serve(dir: &Path, cache: &Path, args: &[String]) -> (Server, String) {
+    let mut args = args.to_vec();
+    args.extend(["--addr".to_owned(), "127.0.0.1:0".to_owned()]);
+    let mut server = Server(scorehost(dir, cache, &args).stderr(Stdio::piped()).spawn().unwrap());
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let until = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < until {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(addr) = line.split("on http://").nth(1) {
+            // Keep draining the server's log so it never blocks on a full pipe.
+            std::thread::spawn(move || lines.for_each(drop));
+            return (server, addr.trim().to_owned());
+        }
+    }
+    panic!("the server did not say where it listens");
+}
+
+/// The `curl` line, sent to `addr`: returns status and body.
+fn curl(args: &[String], addr: &str) -> (u16, Value) {
+    let (mut headers, mut body, mut url) = (Vec::new(), String::new(), String::new());
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-s" => {}
+            "-H" => headers.push(it.next().unwrap().clone()),
+            "-d" => body = it.next().unwrap().clone(),
+            u => url = u.to_owned(),
+        }
+    }
+    let path = &url[url.find('/').expect("a path in the URL")..];
+    let mut s = TcpStream::connect(addr).unwrap();
+    let head: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\n{head}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
+    let json = response.split("\r\n\r\n").nth(1).map_or(Value::Null, |b| serde_json::from_str(b).unwrap());
+    (status, json)
+}
+
+#[test]
+fn the_readme_walk_serves_a_new_plugin_over_http() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let lines = walk();
+    assert_eq!(lines.len(), 5, "the walk is five commands: {lines:?}");
+    let mut server = None;
+    let mut answer = None;
+    for line in &lines {
+        let mut w = words(line);
+        let background = w.last().is_some_and(|l| l == "&");
+        if background {
+            w.pop();
+        }
+        match (w[0].as_str(), w.get(1).map(String::as_str), w.get(2).map(String::as_str)) {
+            ("cargo", Some("run"), Some("--release")) => {
+                assert_eq!(w[3], "--");
+                let args = &w[4..];
+                if background {
+                    server = Some(serve(root.path(), &cache, args));
+                } else {
+                    let out = scorehost(root.path(), &cache, args).output().unwrap();
+                    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+                }
+            }
+            ("cargo", Some("build"), _) => cargo(root.path(), &w[1..]),
+            ("curl", _, _) => {
+                let (_, addr) = server.as_ref().expect("the server runs before curl");
+                answer = Some(curl(&w, addr));
+            }
+            _ => panic!("the walk has a command this test does not know: {line}"),
+        }
+    }
+    drop(server);
+    let (status, json) = answer.expect("the walk ends with a request");
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["plugin"], "fraud-rules");
+    // The template's rule: sigmoid(-4 + 1.5 × 2.5 + 1.2).
+    let want = 1.0 / (1.0 + (-(-4.0f64 + 3.75 + 1.2)).exp());
+    assert!((json["score"].as_f64().unwrap() - want).abs() < 1e-9, "{json}");
+    assert_eq!(json["reasons"][0]["code"], "amount_usd", "{json}");
+}
+
+#[test]
+fn an_extractor_scaffold_builds_and_passes_its_vectors_and_names_are_checked() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let run = |args: &[&str]| {
+        scorehost(root.path(), &cache, &args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["new", "p/amount-features", "--kind", "extractor"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let args: Vec<String> =
+        "build --release --target wasm32-wasip2 --manifest-path p/amount-features/Cargo.toml \
+                             --target-dir p/amount-features/target"
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+    cargo(root.path(), &args);
+    let out = run(&["test", "p/amount-features"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 vectors, 0 failed"));
+    let out = run(&["call", "p/amount-features", "--input", r#"{"amount": 100, "currency": "EUR"}"#]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["features"]["amount_usd"], 108.0, "{json}");
+
+    // Existing directories and bad names are refused, with the reason.
+    for (dir, why) in [("p/amount-features", "already exists"), ("p/Fraud_Rules", "not a plugin name")] {
+        let out = run(&["new", dir, "--kind", "scorer"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(why),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Control: changing what is served without a restart. The on-disk plugin
+//! [`store`], the [`admin`] operations (upload → validation gate → activate,
+//! canary, shadow, rollback), the [`golden`] vectors the gate runs, and the
+//! store [`watch`]er for deploy tools that write the store directly. Built on
+//! [`crate::serving`]; the HTTP routes for it are in `crate::http::admin`.
+
+pub mod admin;
+pub mod golden;
+pub mod store;
+pub mod watch;
