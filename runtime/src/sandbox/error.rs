@@ -241,7 +241,7 @@ pub enum LoadError {
     Init(CallError),
     /// The plugin's metadata contradicts its manifest or itself.
     #[error("invalid metadata: {0}")]
-    Metadata(String),
+    Metadata(MetadataError),
     /// Anything else wasmtime reported while compiling or snapshotting.
     #[error("{context}: {message}")]
     Engine {
@@ -249,6 +249,38 @@ pub enum LoadError {
         context: &'static str,
         /// wasmtime's message.
         message: String,
+    },
+}
+
+/// Why what a plugin's `describe()` declares cannot be served.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// `describe()` itself failed.
+    #[error("calling describe() failed: {0}")]
+    Describe(CallError),
+    /// The plugin's name or version is not the manifest's.
+    #[error(
+        "the plugin says it is {plugin}, the manifest says {manifest} (a manifest version may add \
+         `+build` metadata to the plugin's, e.g. {plugin_version}+model.2, for a new model with the same code)"
+    )]
+    NotTheManifests {
+        /// `name@version` as the plugin declares it.
+        plugin: String,
+        /// The plugin's version alone.
+        plugin_version: String,
+        /// `name@version` as the manifest declares it.
+        manifest: String,
+    },
+    /// The declared inputs or outputs cannot be laid out: a
+    /// `version::layout::LayoutError` (boxed: this layer does not know its
+    /// type), naming the field or the limit.
+    #[error("{which}: {error}")]
+    Fields {
+        /// `inputs` or `outputs`.
+        which: &'static str,
+        /// What is wrong with them.
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 

@@ -92,12 +92,12 @@ pub fn preinitialize(
             let plugin = scorer_exports::GuestIndices::new(&instance.instance_pre(&store))
                 .and_then(|indices| indices.load(&mut store, &instance))
                 .map_err(|e| LoadError::wrong_world(input.world, e))?;
-            block_on(plugin.call_init(&mut store, input.config))
+            poll_once(plugin.call_init(&mut store, input.config))
         }
         World::Extractor => {
             let plugin = extractor::ExtractorPlugin::new(&mut store, &instance)
                 .map_err(|e| LoadError::wrong_world(input.world, e))?;
-            block_on(plugin.scorehost_plugin_extractor().call_init(&mut store, input.config))
+            poll_once(plugin.scorehost_plugin_extractor().call_init(&mut store, input.config))
         }
     }
     .ok_or_else(|| LoadError::engine("running init", "init suspended unexpectedly"))?;
@@ -108,7 +108,7 @@ pub fn preinitialize(
     }
 
     let mut access = Access { store: &mut store, instance, failed: None };
-    let snapshot = block_on(wizer.snapshot_component(&cx, &mut access))
+    let snapshot = poll_once(wizer.snapshot_component(&cx, &mut access))
         .ok_or_else(|| LoadError::engine("snapshotting", "the snapshot suspended unexpectedly"))?;
     if let Some(message) = access.failed {
         return Err(LoadError::engine("snapshotting", message));
@@ -116,10 +116,12 @@ pub fn preinitialize(
     snapshot.map_err(|e| LoadError::engine("snapshotting", e))
 }
 
-/// Polls a future that never suspends: `init` with the blocking linker (whose
-/// host functions never yield) and wizer's reads through our synchronous
-/// accessors.
-fn block_on<F: Future>(f: F) -> Option<F::Output> {
+/// Polls a future that never suspends, once: `init` with the blocking linker
+/// (whose host functions never yield) and wizer's reads through our
+/// synchronous accessors. `None` if it did suspend, which is a bug reported
+/// as a load error — unlike `instances::block`, which drives a call future
+/// that may yield to completion.
+fn poll_once<F: Future>(f: F) -> Option<F::Output> {
     let mut f = pin!(f);
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => Some(v),

@@ -2,7 +2,8 @@
 //! failing inits are each a clear, typed error before anything is served.
 
 use scorehost::sandbox::cache::ComponentCache;
-use scorehost::sandbox::error::{CallError, LoadError};
+use scorehost::sandbox::error::{CallError, LoadError, MetadataError};
+use scorehost::version::manifest::ManifestError;
 use scorehost::{PoolSize, Runtime};
 
 use crate::support::{copy_with, runtime, staged};
@@ -68,7 +69,9 @@ fn ungranted_import_is_rejected_naming_it() {
 fn unknown_manifest_field_is_named() {
     let dir = copy_with("logreg", |m| m.replace("deadline_ms = 50", "dealine_ms = 50"));
     let e = load_err(dir.path());
-    assert!(matches!(e, LoadError::Manifest { .. }), "{e}");
+    let LoadError::Manifest { error, .. } = &e else { panic!("expected a manifest error, got {e}") };
+    let typed = error.downcast_ref::<ManifestError>().expect("a ManifestError");
+    assert!(matches!(typed, ManifestError::Toml(_)), "{typed:?}");
     assert!(e.to_string().contains("dealine_ms"), "{e}");
 }
 
@@ -83,7 +86,7 @@ fn missing_component_file_names_the_path() {
 fn manifest_and_metadata_must_agree() {
     let dir = copy_with("logreg", |m| m.replace("version = \"0.1.0\"", "version = \"9.9.9\""));
     let e = load_err(dir.path());
-    assert!(matches!(e, LoadError::Metadata(_)), "{e}");
+    assert!(matches!(e, LoadError::Metadata(MetadataError::NotTheManifests { .. })), "{e}");
     assert!(e.to_string().contains("9.9.9"), "{e}");
 }
 

@@ -12,7 +12,7 @@ use wasmtime::component::Component;
 use crate::sandbox::bindings::types::Metadata;
 use crate::sandbox::cache::{self, ComponentCache};
 use crate::sandbox::engine::HostEngine;
-use crate::sandbox::error::LoadError;
+use crate::sandbox::error::{LoadError, MetadataError};
 use crate::sandbox::host::Linkers;
 use crate::sandbox::instances::{Instances, Pre};
 use crate::sandbox::limits::Limits;
@@ -118,10 +118,10 @@ impl PluginVersion {
         instances.check_export_types(limits, manifest.world)?;
         let metadata = describe(&instances, limits, &manifest)?;
         let inputs = Layout::new(&metadata.inputs, metadata.open_inputs)
-            .map_err(|m| LoadError::Metadata(format!("inputs: {m}")))?
+            .map_err(|e| LoadError::Metadata(MetadataError::Fields { which: "inputs", error: e.into() }))?
             .with_policy(&manifest.inputs);
         let outputs = Layout::new(&metadata.outputs, false)
-            .map_err(|m| LoadError::Metadata(format!("outputs: {m}")))?;
+            .map_err(|e| LoadError::Metadata(MetadataError::Fields { which: "outputs", error: e.into() }))?;
         Ok(PluginVersion {
             name: manifest.name.as_str().into(),
             guard: Guard::new(manifest.breaker, manifest.limits.max_in_flight),
@@ -203,15 +203,13 @@ impl ModelDir {
 
 /// Calls `describe()` once and checks it against the manifest.
 fn describe(instances: &Instances, limits: Limits, manifest: &Manifest) -> Result<Metadata, LoadError> {
-    let meta = instances
-        .describe(limits)
-        .map_err(|e| LoadError::Metadata(format!("calling describe() failed: {e}")))?;
+    let meta = instances.describe(limits).map_err(|e| LoadError::Metadata(MetadataError::Describe(e)))?;
     if meta.name != manifest.name || !same_code_version(&manifest.version, &meta.version) {
-        return Err(LoadError::Metadata(format!(
-            "the plugin says it is {}@{}, the manifest says {}@{} (a manifest version may add \
-             `+build` metadata to the plugin's, e.g. {}+model.2, for a new model with the same code)",
-            meta.name, meta.version, manifest.name, manifest.version, meta.version
-        )));
+        return Err(LoadError::Metadata(MetadataError::NotTheManifests {
+            plugin: format!("{}@{}", meta.name, meta.version),
+            plugin_version: meta.version.clone(),
+            manifest: format!("{}@{}", manifest.name, manifest.version),
+        }));
     }
     Ok(meta)
 }
