@@ -8,7 +8,8 @@
 //! - `scorehost inspect <plugin dir | file.wasm>` prints world, metadata, limits;
 //! - `scorehost test <plugin>` runs its golden vectors as the gate does;
 //! - `scorehost replay <log> --plugin <dir>` re-scores a decision log;
-//! - `scorehost new <dir>` scaffolds a plugin crate.
+//! - `scorehost new <dir>` scaffolds a plugin crate;
+//! - `scorehost push <plugin> <registry>/<repo>:<tag>` pushes it as an OCI artifact.
 //!
 //! `<plugin>` is a plugin directory, or the name of a bundled plugin, built
 //! from `plugins/` by the scorehost-plugin-artifacts crate.
@@ -16,6 +17,7 @@
 mod call;
 mod inspect;
 mod new;
+mod push;
 mod replay;
 mod serve;
 mod test;
@@ -73,6 +75,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Create a plugin crate (scorer or extractor) that builds and passes `scorehost test`.
     New(new::NewArgs),
+    /// Pack a plugin as an OCI artifact and push it to a registry; prints its digest.
+    Push(push::PushArgs),
     /// Re-score a decision log with another plugin version and report the differences.
     Replay(replay::ReplayArgs),
     /// Serve plugins over HTTP (the bundled examples by default).
@@ -83,9 +87,10 @@ enum Command {
 
 /// Runs the parsed command; the exit code is 1 when the call failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Scaffolding needs no engine.
+    // Scaffolding and pushing need no engine.
     let command = match args.command {
         Command::New(a) => return new::run(a),
+        Command::Push(a) => return push::run(a),
         other => other,
     };
     let cache = match args.cache_dir.or_else(ComponentCache::default_dir) {
@@ -102,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match command {
         Command::Call(a) => call::run(&runtime, a),
         Command::Inspect(a) => inspect::run(&runtime, a),
-        Command::New(_) => unreachable!("handled before the engine is built"),
+        Command::New(_) | Command::Push(_) => unreachable!("handled before the engine is built"),
         Command::Replay(a) => replay::run(&runtime, a),
         Command::Serve(a) => serve::run(&runtime, a).map(|()| ExitCode::SUCCESS),
         Command::Test(a) => test::run(&runtime, a),

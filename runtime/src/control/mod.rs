@@ -5,6 +5,7 @@
 //! [`crate::serving`]; the HTTP routes for it are in `crate::http::admin`.
 
 pub mod admin;
+pub mod fleet;
 pub mod golden;
 pub mod store;
 pub mod watch;

@@ -3,6 +3,7 @@
 //! in process in `runtime/tests/all`.
 
 mod commands;
+mod push;
 mod replay;
 mod serve;
 mod support;
