@@ -15,6 +15,8 @@
 //! from `plugins/` by the scorehost-plugin-artifacts crate.
 
 mod call;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod inspect;
 mod new;
 mod push;
@@ -71,6 +73,9 @@ impl Args {
 enum Command {
     /// Run one call locally under the plugin's production limits.
     Call(call::CallArgs),
+    /// Read and change the fleet's desired state in etcd (built with `--features fleet`).
+    #[cfg(feature = "fleet")]
+    Fleet(fleet::FleetArgs),
     /// Print a plugin's world, metadata and limits.
     Inspect(inspect::InspectArgs),
     /// Create a plugin crate (scorer or extractor) that builds and passes `scorehost test`.
@@ -87,10 +92,12 @@ enum Command {
 
 /// Runs the parsed command; the exit code is 1 when the call failed.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    // Scaffolding and pushing need no engine.
+    // Scaffolding, pushing and the fleet need no engine.
     let command = match args.command {
         Command::New(a) => return new::run(a),
         Command::Push(a) => return push::run(a),
+        #[cfg(feature = "fleet")]
+        Command::Fleet(a) => return fleet::run(a),
         other => other,
     };
     let cache = match args.cache_dir.or_else(ComponentCache::default_dir) {
@@ -108,6 +115,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Call(a) => call::run(&runtime, a),
         Command::Inspect(a) => inspect::run(&runtime, a),
         Command::New(_) | Command::Push(_) => unreachable!("handled before the engine is built"),
+        #[cfg(feature = "fleet")]
+        Command::Fleet(_) => unreachable!("handled before the engine is built"),
         Command::Replay(a) => replay::run(&runtime, a),
         Command::Serve(a) => serve::run(&runtime, a).map(|()| ExitCode::SUCCESS),
         Command::Test(a) => test::run(&runtime, a),

@@ -3,6 +3,8 @@
 //! in process in `runtime/tests/all`.
 
 mod commands;
+#[cfg(feature = "fleet")]
+mod fleet;
 mod push;
 mod replay;
 mod serve;

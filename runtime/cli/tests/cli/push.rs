@@ -11,8 +11,8 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scorehost::control::fleet::artifact;
@@ -20,41 +20,18 @@ use scorehost::control::fleet::registry::{RegistryClient, RegistryError};
 use scorehost::control::store::{PluginStore, UploadLimits};
 use serde_json::Value;
 
-use crate::support::staged;
+use crate::support::{Process, installed, staged};
 
 /// A `docker-registry` on loopback; stopped (SIGTERM, then SIGKILL) on drop.
 struct Registry {
-    child: Child,
+    _process: Process,
     addr: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn binary(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 /// The registry, or `None` (skip) when it is not installed outside CI.
 fn registry() -> Option<Registry> {
-    let Some(bin) = binary("docker-registry") else {
-        assert!(std::env::var_os("CI").is_none(), "docker-registry is not installed (.ci/run installs it)");
-        eprintln!("skipped: docker-registry is not installed (apt-get install docker-registry)");
-        return None;
-    };
+    let bin = installed("docker-registry", "docker-registry")?;
     let dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
@@ -75,7 +52,7 @@ fn registry() -> Option<Registry> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let registry = Registry { child, addr, _dir: dir };
+    let registry = Registry { _process: Process(child), addr, _dir: dir };
     let deadline = Instant::now() + Duration::from_secs(20);
     while get_status(&registry.addr, "/v2/") != Some(200) {
         assert!(Instant::now() < deadline, "docker-registry did not answer on {}", registry.addr);

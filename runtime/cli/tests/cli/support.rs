@@ -1,7 +1,10 @@
 //! What the binary's tests share: the staged plugins, a runtime to load them
 //! in process, and request bodies.
 
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use scorehost::{PluginVersion, PoolSize, Runtime};
 pub use scorehost_plugin_artifacts::staged;
@@ -48,4 +51,36 @@ pub fn logreg_variant(version: &str, shift: f64) -> tempfile::TempDir {
         "score": 1.0 / (1.0 + (-z).exp()), "tolerance": 1e-9});
     std::fs::write(dir.path().join("tests.jsonl"), format!("{vector}\n")).unwrap();
     dir
+}
+
+/// A server process a test started (a registry, etcd): stopped by PID on
+/// drop, SIGTERM first, SIGKILL if it is still running after 5 s.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `binary` on PATH, or `None` with a message saying to install `package`,
+/// so a test can skip; under CI (`CI` set), where `.ci/run` installs it, a
+/// missing one fails instead.
+pub fn installed(binary: &str, package: &str) -> Option<PathBuf> {
+    let found =
+        std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(binary)).find(|p| p.is_file());
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "{binary} is not installed (.ci/run installs {package})");
+        eprintln!("skipped: {binary} is not installed (apt-get install {package})");
+    }
+    found
 }

@@ -2,9 +2,12 @@
 //! packed as an OCI artifact ([`artifact`]) and pushed to or pulled by digest
 //! from an OCI registry ([`registry`]); the fleet's intent for a plugin and
 //! every operator change to it as pure, refusable transitions ([`desired`]).
-//! The etcd key that holds that intent (changed by compare-and-swap) and the
-//! replicas that follow it are to come (docs/fleet-design.md).
+//! With the `etcd` feature, [`etcd`] keeps that intent in etcd, one key per
+//! plugin changed by compare-and-swap, and the replicas' reports under a
+//! lease. The replicas that follow it are to come (docs/fleet-design.md).
 
 pub mod artifact;
 pub mod desired;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod registry;
