@@ -93,6 +93,11 @@ pub struct ServeArgs {
     /// Seconds a graceful shutdown waits for in-flight requests.
     #[arg(long, default_value_t = 30)]
     shutdown_grace_secs: u64,
+    /// Milliseconds the server keeps accepting after SIGTERM with /readyz
+    /// answering 503, before it closes its listeners: set it above your load
+    /// balancer's health-check interval × failures to mark a server down.
+    #[arg(long, default_value_t = 0)]
+    drain_delay_ms: u64,
     /// Where wasm calls run: as futures on the async workers (default) or on the blocking pool.
     #[arg(long, value_enum, default_value = "async")]
     call_mode: Mode,
@@ -204,6 +209,7 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         max_batch_rows: args.max_batch_rows,
         max_fields: args.max_fields,
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        drain_delay: Duration::from_millis(args.drain_delay_ms),
         call_mode: match args.call_mode {
             Mode::Async => CallMode::Async,
             Mode::Blocking => CallMode::Blocking,

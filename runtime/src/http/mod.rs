@@ -70,6 +70,11 @@ pub struct ServerConfig {
     pub max_fields: usize,
     /// Longest a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// How long, at shutdown, the server keeps accepting with `/readyz`
+    /// answering 503 before it closes its listeners: time for a load
+    /// balancer's health check to take it out of rotation first (two failed
+    /// checks at its interval). Zero (the default) closes at once.
+    pub drain_delay: Duration,
     /// Where wasm calls run.
     pub call_mode: CallMode,
     /// Where answered scores are logged (sampled), if anywhere.
@@ -88,6 +93,7 @@ impl Default for ServerConfig {
             max_batch_rows: 1000,
             max_fields: 1000,
             shutdown_grace: Duration::from_secs(30),
+            drain_delay: Duration::ZERO,
             call_mode: CallMode::Async,
             decisions: None,
         }

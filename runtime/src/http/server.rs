@@ -83,6 +83,18 @@ async fn serve_listeners(
     let mut refused = Refusals::default();
     // The status page's history; ends with the server's runtime.
     let sampler = tokio::spawn(app.history.clone().run(app.registry.clone()));
+    // Shutdown begins with the drain delay: /readyz answers 503 while the
+    // listeners still accept, so a load balancer stops sending first.
+    let delay = app.config.drain_delay;
+    let draining_app = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        draining_app.start_draining();
+        if !delay.is_zero() {
+            tracing::info!("shutting down: /readyz answers 503; still accepting for {delay:?}");
+            tokio::time::sleep(delay).await;
+        }
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     let mut first = 0;
 

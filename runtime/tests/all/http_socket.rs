@@ -225,3 +225,32 @@ async fn graceful_shutdown_finishes_in_flight_and_refuses_new() {
     assert_eq!(json["score"], 500.0);
     serving.stop().await;
 }
+
+/// The status of `GET path` on a new connection to `addr`.
+fn get_status(addr: SocketAddr, path: &str) -> u16 {
+    let mut s = TcpStream::connect(addr).expect("the server still accepts");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drain_delay_keeps_accepting_with_readyz_503_before_closing() {
+    let config = ServerConfig { drain_delay: Duration::from_millis(1500), ..ServerConfig::default() };
+    let app = app(&["logreg"], config);
+    let mut serving = Serving::start(app.clone()).await;
+    let addr = serving.addr;
+    assert_eq!(tokio::task::spawn_blocking(move || get_status(addr, "/readyz")).await.unwrap(), 200);
+    serving.signal_stop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(app.is_draining());
+    // Within the delay: new connections are still taken; readiness says go
+    // away, scoring still answers (a load balancer's last requests).
+    assert_eq!(tokio::task::spawn_blocking(move || get_status(addr, "/readyz")).await.unwrap(), 503);
+    assert_eq!(post_json(addr, false, "/v1/plugins/logreg/score", &logreg_body()).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(TcpStream::connect(addr).is_err(), "after the delay the listener is closed");
+    serving.stop().await;
+}
