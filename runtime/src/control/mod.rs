@@ -2,7 +2,7 @@
 //! [`store`], the [`admin`] operations (upload → validation gate → activate,
 //! canary, shadow, rollback), the [`golden`] vectors the gate runs, and the
 //! store [`watch`]er for deploy tools that write the store directly. Built on
-//! [`crate::serving`]; the HTTP routes for it are in `crate::http::admin`.
+//! [`crate::serving`]; the HTTP routes for it are in `http/admin.rs`, the layer above.
 
 pub mod admin;
 pub mod fleet;

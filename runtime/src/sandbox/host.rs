@@ -127,7 +127,7 @@ impl HostState {
     }
 
     /// What the guest wrote to stderr last, on one line: for a Rust panic,
-    /// "thread … panicked at src/lib.rs:25:9: <message>". Rust's "note: run with
+    /// `thread … panicked at src/lib.rs:25:9: <message>`. Rust's "note: run with
     /// RUST_BACKTRACE" hint is dropped.
     pub fn stderr_tail(&self) -> Option<String> {
         let bytes = self.stderr.contents();

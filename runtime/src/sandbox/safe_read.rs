@@ -68,7 +68,7 @@ impl ReadError {
 
     /// The error as an `io::Error` whose message says why without naming the
     /// file, for error types that carry the path next to an `io::Error`
-    /// (`LoadError::Io`: "cannot read <path>: <this>"). The OS error itself
+    /// (`LoadError::Io`: `cannot read <path>: <this>`). The OS error itself
     /// for [`ReadError::Io`]; `InvalidInput`, `InvalidData` or
     /// `PermissionDenied` for the refusals.
     pub fn into_io_error(self) -> std::io::Error {

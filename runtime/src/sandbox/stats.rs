@@ -5,7 +5,7 @@
 //! atomics (no label lookup on the call path), whoever made them — an HTTP
 //! request, a pipeline step, a shadow copy, `scorehost call`. `/metrics`
 //! publishes it at scrape time for each serving version
-//! (`crate::http::metrics`).
+//! (`http/metrics.rs`, in the HTTP layer above).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,6 +1,6 @@
 //! Checking what a guest answered: a score must be finite, its reasons
 //! bounded in number and size. Used by the row path ([`crate::version::plugin`])
-//! and the frame path ([`crate::version::frame`]) alike.
+//! and the frame path (`version/frame.rs`) alike.
 
 use crate::sandbox::bindings::types;
 use crate::sandbox::error::CallError;

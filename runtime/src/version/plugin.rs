@@ -1,6 +1,7 @@
 //! A loaded plugin version: compiled once, pre-instantiated, called many times.
 //!
-//! Loading is in [`load`] (a child module, so it builds this type's private fields); the instances a call runs on, and the guest
+//! Loading is in `plugin/load.rs` (a child module, so it builds this type's
+//! private fields); the instances a call runs on, and the guest
 //! call itself, are in [`crate::sandbox::instances`]. Here: JSON ↔ rows around each
 //! call, batches, and checking what the guest answered.
 //!

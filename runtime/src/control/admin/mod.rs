@@ -4,7 +4,7 @@
 //!
 //! The gate is [`Admin::gate`]: the version must load (compile, implement its
 //! declared world, `init` with its config) and pass its golden vectors under
-//! its production limits ([`golden::check`]). A version that fails is removed
+//! its production limits ([`crate::control::golden::check`]). A version that fails is removed
 //! from the store and never reaches the registry; the live version keeps
 //! serving. Activation is one registry swap: calls in flight finish on the
 //! version they started with (they hold its `Arc`), new calls see the new one.

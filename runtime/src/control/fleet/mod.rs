@@ -2,7 +2,7 @@
 //! packed as an OCI artifact ([`artifact`]) and pushed to or pulled by digest
 //! from an OCI registry ([`registry`]); the fleet's intent for a plugin and
 //! every operator change to it as pure, refusable transitions ([`desired`]).
-//! With the `etcd` feature, [`etcd`] keeps that intent in etcd, one key per
+//! With the `etcd` feature, `etcd` keeps that intent in etcd, one key per
 //! plugin changed by compare-and-swap, and the replicas' reports under a
 //! lease. The replicas that follow it are to come (docs/fleet-design.md).
 

@@ -1,7 +1,7 @@
 //! Plugin versions in an OCI registry: push a [`Packed`] version, resolve a
 //! tag to a digest, pull a version by digest — with oci-client, over rustls
 //! (the ring provider; no OpenSSL, no aws-lc). Everything pulled is checked
-//! by [`artifact`](super::artifact) before it is used: the manifest against
+//! by [`super::artifact`] before it is used: the manifest against
 //! its digest, each blob against its descriptor, bounded in bytes while it
 //! downloads. Used by `scorehost push` and by fleet replicas.
 
