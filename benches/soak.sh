@@ -14,8 +14,9 @@
 #   - good calls answer 200 only; bad calls answer only their expected kinds
 #     (each hostile plugin's own kind or plugin_quarantined; malformed_request;
 #     invalid_input); no connection errors;
-#   - RSS growth from the end of warm-up (the first WARMUP_PCT% of the run) to
-#     the end is under 5%.
+#   - RSS growth after warm-up (the first WARMUP_PCT% of the run), from the
+#     median of the first third of the samples to the median of the last
+#     third, is under 5%.
 #
 #   benches/soak.sh                              # SOAK_SECONDS=600: the real soak
 #   SOAK_SECONDS=30 PROFILE=dev benches/soak.sh  # the short CI pass (.ci/run)
@@ -108,7 +109,9 @@ expected = {
     "output-nan": {"500 invalid_output"}, "malformed": {"400 malformed_request"},
     "invalid": {"422 invalid_input"}, "typo": {"422 invalid_input"}, "both": {"400 malformed_request"},
     "host-random": {"504 deadline_exceeded"}, "host-big": {"500 guest_trap"},
-    "host-stdout": {"500 guest_trap"}, "host-error": {"500 plugin_error"},
+    # A stdout loop ends at the 64 KiB cap (guest_trap), or, when the host is
+    # saturated and the call starved of CPU, at its wall-clock deadline first.
+    "host-stdout": {"500 guest_trap", "504 deadline_exceeded"}, "host-error": {"500 plugin_error"},
 }
 quarantined = "503 plugin_quarantined"
 failures = []
@@ -126,11 +129,18 @@ for name, t in soak["targets"].items():
         failures.append(f"{name}: unexpected {unexpected}")
 rss = [tuple(map(int, l.split())) for l in open(f"{work}/rss.tsv") if len(l.split()) == 2]
 after_warmup = [r for t, r in rss if t >= seconds * warm_pct / 100]
-if len(after_warmup) >= 2:
-    first, last, peak = after_warmup[0], after_warmup[-1], max(after_warmup)
+if len(after_warmup) >= 3:
+    # Growth from the median of the first third of the samples after warm-up
+    # to the median of the last third: a leak grows steadily and shows in
+    # both; one sample caught mid-burst at either end (a hostile plugin's
+    # huge output being lifted) does not decide the verdict alone.
+    third = max(1, len(after_warmup) // 3)
+    median = lambda xs: sorted(xs)[len(xs) // 2]
+    first, last, peak = median(after_warmup[:third]), median(after_warmup[-third:]), max(after_warmup)
     growth = (last - first) / first * 100
-    print(f"\nRSS after warm-up ({warm_pct:.0f}% of the run): {first / 1024:.1f} MiB -> {last / 1024:.1f} MiB "
-          f"at the end ({growth:+.2f}%), peak {peak / 1024:.1f} MiB; {len(rss)} samples")
+    print(f"\nRSS after warm-up ({warm_pct:.0f}% of the run), median of the first and last thirds: "
+          f"{first / 1024:.1f} MiB -> {last / 1024:.1f} MiB ({growth:+.2f}%), peak {peak / 1024:.1f} MiB; "
+          f"{len(rss)} samples")
     if growth >= 5:
         failures.append(f"RSS grew {growth:.2f}% (target < 5%)")
 else:
