@@ -54,6 +54,9 @@ struct Args {
     /// `name,path,body-file,weight`; repeatable.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
+    /// Count 2xx answers per plugin version (`200 v=0.2.0`), for rollouts.
+    #[arg(long)]
+    versions: bool,
 }
 
 struct Target {
@@ -110,7 +113,7 @@ async fn run(args: Args, targets: Arc<Vec<Target>>, schedule: Arc<Vec<usize>>) -
     for c in 0..args.connections {
         let (targets, schedule, tallies, issued, rx) =
             (targets.clone(), schedule.clone(), tallies.clone(), issued.clone(), rx.clone());
-        let (addr, max) = (args.addr, args.max_requests);
+        let (addr, max, versions) = (args.addr, args.max_requests, args.versions);
         workers.push(tokio::spawn(async move {
             let mut conn = None;
             let mut n = c; // stagger the closed-loop mix per connection
@@ -129,7 +132,7 @@ async fn run(args: Args, targets: Arc<Vec<Target>>, schedule: Arc<Vec<usize>>) -
                 };
                 let t = &targets[target];
                 let began = Instant::now();
-                let outcome = send(&mut conn, addr, t).await;
+                let outcome = send(&mut conn, addr, t, versions).await;
                 let us = began.elapsed().as_micros() as u64;
                 let mut tally = tallies[target].lock().expect("tally");
                 *tally.by_outcome.entry(outcome).or_default() += 1;
@@ -188,8 +191,9 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 /// One request on this worker's keep-alive connection (reconnecting when the
 /// server closed it). The outcome is `<status>` or `<status> <error kind>`,
-/// or `io: …` when the connection failed.
-async fn send(conn: &mut Option<Sender>, addr: SocketAddr, t: &Target) -> String {
+/// or `io: …` when the connection failed; with `versions`, a 2xx outcome
+/// also names the version that answered (`200 v=0.2.0`).
+async fn send(conn: &mut Option<Sender>, addr: SocketAddr, t: &Target, versions: bool) -> String {
     for _ in 0..2 {
         if conn.as_ref().is_none_or(|c| c.is_closed()) {
             match connect(addr).await {
@@ -220,12 +224,13 @@ async fn send(conn: &mut Option<Sender>, addr: SocketAddr, t: &Target) -> String
             Err(e) => return format!("io: {e}"),
         };
         if status < 300 {
-            let fallback = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v["fallback"]["kind"].as_str().map(str::to_owned));
-            return match fallback {
-                Some(kind) => format!("{status} fallback:{kind}"),
-                None => status.to_string(),
+            let json = serde_json::from_slice::<Value>(&body).ok();
+            let fallback = json.as_ref().and_then(|v| v["fallback"]["kind"].as_str().map(str::to_owned));
+            let version = json.as_ref().and_then(|v| v["version"].as_str()).filter(|_| versions);
+            return match (fallback, version) {
+                (Some(kind), _) => format!("{status} fallback:{kind}"),
+                (None, Some(v)) => format!("{status} v={v}"),
+                (None, None) => status.to_string(),
             };
         }
         let kind = serde_json::from_slice::<Value>(&body)

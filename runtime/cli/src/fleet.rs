@@ -8,13 +8,18 @@
 //! arguments), 2 refused (nothing staged, replicas not ready — each named
 //! with its reason), 3 conflict (someone else changed it first).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use scorehost::control::fleet::desired::{DEFAULT_KEEP_PREVIOUS, DesiredState, Refusal, ReplicaStatus};
-use scorehost::control::fleet::etcd::{EtcdError, FleetStore};
-use scorehost::control::fleet::registry::RegistryClient;
+use scorehost::control::fleet::desired::DEFAULT_KEEP_PREVIOUS;
+use scorehost::control::fleet::etcd::FleetStore;
+use scorehost::control::fleet::ops::{FleetControl, FleetOp, FleetOpError};
+use scorehost::control::fleet::replica::{Replica, ReplicaConfig};
+use scorehost::http::App;
+use scorehost::http::admin::AdminApi;
 
 /// Arguments of `scorehost fleet`.
 #[derive(Debug, clap::Args)]
@@ -100,26 +105,29 @@ pub fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let timeout = Duration::from_secs(args.timeout_secs);
         let store = FleetStore::connect(&args.etcd, &args.prefix, timeout).await?;
-        if let Op::Status = args.op {
-            return status(&store).await;
-        }
-        let plugin = plugin_of(&args.op).to_owned();
-        let read = store.plugin(&plugin).await?;
-        let replicas = store.replicas().await?;
-        let next = match transition(read.value.as_ref(), &args.op, &replicas).await {
-            Ok(next) => next,
-            Err(Failure::Refused(r)) => {
-                eprintln!("refused: {r}");
-                return Ok(ExitCode::from(2));
+        let (plugin, op) = match args.op {
+            Op::Status => {
+                println!("{}", serde_json::to_string(&store.status().await?)?);
+                return Ok(ExitCode::SUCCESS);
             }
-            Err(Failure::Error(e)) => return Err(e),
+            Op::Stage { plugin, reference, plain_http } => (plugin, FleetOp::Stage { reference, plain_http }),
+            Op::Activate { plugin, keep_versions } => (plugin, FleetOp::Activate { keep_versions }),
+            Op::Rollback { plugin } => (plugin, FleetOp::Rollback),
+            Op::Canary { plugin, digest, percent, key } => (plugin, FleetOp::Canary { digest, percent, key }),
+            Op::Promote { plugin, keep_versions } => (plugin, FleetOp::Promote { keep_versions }),
+            Op::Abort { plugin } => (plugin, FleetOp::Abort),
+            Op::Shadow { plugin, digest } => (plugin, FleetOp::Shadow { digest }),
         };
-        match store.put_if(&plugin, read.revision, &next).await {
-            Ok(revision) => {
-                println!("{}", serde_json::json!({"plugin": plugin, "revision": revision, "state": next}));
+        match store.change(&plugin, op).await {
+            Ok(changed) => {
+                println!("{}", serde_json::to_string(&changed)?);
                 Ok(ExitCode::SUCCESS)
             }
-            Err(e @ EtcdError::Conflict { .. }) => {
+            Err(FleetOpError::Refused(r)) => {
+                eprintln!("refused: {r}");
+                Ok(ExitCode::from(2))
+            }
+            Err(e @ FleetOpError::Conflict(_)) => {
                 eprintln!("conflict: {e}");
                 Ok(ExitCode::from(3))
             }
@@ -128,101 +136,79 @@ pub fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn plugin_of(op: &Op) -> &str {
-    match op {
-        Op::Status => "",
-        Op::Stage { plugin, .. }
-        | Op::Activate { plugin, .. }
-        | Op::Rollback { plugin }
-        | Op::Canary { plugin, .. }
-        | Op::Promote { plugin, .. }
-        | Op::Abort { plugin }
-        | Op::Shadow { plugin, .. } => plugin,
+/// `scorehost serve`'s fleet options: follow the desired state under a
+/// prefix in etcd instead of taking changes through the local admin routes.
+#[derive(Debug, clap::Args)]
+pub struct FleetServeArgs {
+    /// Serve in fleet mode: follow the desired state in these etcd endpoints
+    /// (comma-separated, `127.0.0.1:2379`). Needs --store (the local cache of
+    /// versions) and --fleet-prefix.
+    #[arg(long = "fleet-etcd", value_delimiter = ',', requires_all = ["fleet_prefix", "store"])]
+    fleet_etcd: Vec<String>,
+    /// The environment's key prefix in etcd, e.g. `/scorehost/prod/`.
+    #[arg(long, requires = "fleet_etcd")]
+    fleet_prefix: Option<String>,
+    /// This replica's id in the fleet's reports [default: the listen address].
+    #[arg(long, requires = "fleet_etcd")]
+    replica_id: Option<String>,
+    /// Pull from the registry over plain HTTP (loopback, private networks).
+    #[arg(long, requires = "fleet_etcd")]
+    fleet_plain_http: bool,
+    /// Seconds the first read of the desired state may take before the state
+    /// this replica applied last (persisted in the store) is served.
+    #[arg(long, default_value_t = 5)]
+    fleet_startup_timeout_secs: u64,
+    /// Seconds between full re-reads of the desired state, besides the watch.
+    #[arg(long, default_value_t = 30)]
+    fleet_relist_secs: u64,
+}
+
+impl FleetServeArgs {
+    /// Whether fleet mode is on.
+    pub fn enabled(&self) -> bool {
+        !self.fleet_etcd.is_empty()
+    }
+
+    fn prefix(&self) -> &str {
+        self.fleet_prefix.as_deref().unwrap_or("/scorehost/")
     }
 }
 
-enum Failure {
-    Refused(Refusal),
-    Error(anyhow::Error),
-}
-
-impl From<Refusal> for Failure {
-    fn from(r: Refusal) -> Self {
-        Failure::Refused(r)
+/// In fleet mode, the admin API changes the fleet (`/admin/v1/fleet/…`)
+/// and refuses the local changes that would fight it.
+pub async fn admin_api(api: AdminApi, args: &FleetServeArgs) -> anyhow::Result<AdminApi> {
+    if !args.enabled() {
+        return Ok(api);
     }
+    let store = FleetStore::connect(&args.fleet_etcd, args.prefix(), Duration::from_secs(5)).await?;
+    Ok(api.with_fleet(Arc::new(store)))
 }
 
-/// The next state, from the state read (`None`: the fleet has no such plugin yet).
-async fn transition(
-    state: Option<&DesiredState>,
-    op: &Op,
-    replicas: &[ReplicaStatus],
-) -> Result<DesiredState, Failure> {
-    let plugin = plugin_of(op);
-    let existing = || {
-        state.ok_or_else(|| {
-            Failure::Error(anyhow::anyhow!("the fleet has no plugin `{plugin}`: stage a version first"))
-        })
-    };
-    Ok(match op {
-        Op::Status => unreachable!("status changes nothing"),
-        Op::Stage { reference, plain_http, .. } => {
-            let (repository, digest, version) =
-                resolve(reference, *plain_http).await.map_err(Failure::Error)?;
-            let base = match state {
-                Some(s) if s.repository != repository => {
-                    return Err(Failure::Error(anyhow::anyhow!(
-                        "{plugin} is pulled from {}, not {repository}",
-                        s.repository
-                    )));
-                }
-                Some(s) => s.clone(),
-                None => DesiredState::new(repository),
-            };
-            base.stage(plugin, &digest, &version)?
-        }
-        Op::Activate { keep_versions, .. } => existing()?.activate(plugin, replicas, *keep_versions)?,
-        Op::Rollback { .. } => existing()?.rollback(plugin)?,
-        Op::Canary { digest, percent, key, .. } => {
-            existing()?.canary(plugin, digest, *percent, key, replicas)?
-        }
-        Op::Promote { keep_versions, .. } => existing()?.promote(plugin, replicas, *keep_versions)?,
-        Op::Abort { .. } => existing()?.abort(plugin)?,
-        Op::Shadow { digest, .. } => existing()?.shadow(plugin, digest.as_deref(), replicas)?,
-    })
-}
-
-/// `<registry>/<repo>@sha256:…` as given, or `<registry>/<repo>:<tag>`
-/// resolved to the digest it points at now: (repository, digest, version
-/// label — the tag, or the digest's first 12 hex digits).
-async fn resolve(reference: &str, plain_http: bool) -> anyhow::Result<(String, String, String)> {
-    if let Some((repository, digest)) = reference.split_once('@') {
-        let label = digest.trim_start_matches("sha256:").chars().take(12).collect();
-        return Ok((repository.to_owned(), digest.to_owned(), label));
+/// Starts following the fleet, when `--fleet-etcd` is given: restores what
+/// was applied before, then lists, applies and watches on its own task.
+pub async fn start_replica(
+    args: &FleetServeArgs,
+    app: &Arc<App>,
+    addr: SocketAddr,
+) -> anyhow::Result<Option<Arc<Replica>>> {
+    if !args.enabled() {
+        return Ok(None);
     }
-    let (repository, tag) = reference
-        .rsplit_once(':')
-        .filter(|(repo, tag)| repo.contains('/') && !tag.contains('/'))
-        .with_context(|| {
-            format!("`{reference}` is neither <registry>/<repo>:<tag> nor <registry>/<repo>@<digest>")
-        })?;
-    let digest = RegistryClient::new(plain_http).resolve(reference).await?;
-    Ok((repository.to_owned(), digest, tag.to_owned()))
-}
-
-async fn status(store: &FleetStore) -> anyhow::Result<ExitCode> {
-    let (plugins, revision) = store.plugins().await?;
-    let replicas = store.replicas().await?;
-    let plugins: serde_json::Map<String, serde_json::Value> = plugins
-        .iter()
-        .map(|(name, v)| {
-            let converged = v.value.converged(name, &replicas);
-            (
-                name.clone(),
-                serde_json::json!({"revision": v.revision, "converged": converged, "state": v.value}),
-            )
-        })
-        .collect();
-    println!("{}", serde_json::json!({"revision": revision, "plugins": plugins, "replicas": replicas}));
-    Ok(ExitCode::SUCCESS)
+    let api = app.admin.as_ref().context("fleet mode needs --store")?;
+    let id = args.replica_id.clone().unwrap_or_else(|| addr.to_string());
+    let mut config = ReplicaConfig::new(id.clone(), args.fleet_etcd.clone(), args.prefix());
+    config.plain_http = args.fleet_plain_http;
+    config.max_bytes = api.max_upload_bytes as u64;
+    config.startup_timeout = Duration::from_secs(args.fleet_startup_timeout_secs);
+    config.relist_every = Duration::from_secs(args.fleet_relist_secs.max(1));
+    let replica = Replica::connect(config, api.admin(), app.registry.clone(), app.readiness.clone()).await?;
+    let restoring = replica.clone();
+    tokio::task::spawn_blocking(move || restoring.restore()).await.context("restoring the fleet state")?;
+    tokio::spawn(replica.clone().run());
+    tracing::info!(
+        "fleet mode: replica {id} follows {} on etcd {}",
+        args.prefix(),
+        args.fleet_etcd.join(",")
+    );
+    Ok(Some(replica))
 }

@@ -115,6 +115,9 @@ pub struct ServeArgs {
     /// Rotated decision logs kept.
     #[arg(long, default_value_t = 5)]
     decision_log_keep: usize,
+    #[cfg(feature = "fleet")]
+    #[command(flatten)]
+    fleet: crate::fleet::FleetServeArgs,
 }
 
 fn plugin_dirs(args: &ServeArgs) -> anyhow::Result<Vec<PathBuf>> {
@@ -184,14 +187,21 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         bail!("{} plugin(s) failed to load:\n  {}", failures.len(), failures.join("\n  "));
     }
     let registry = Arc::new(Registry::new(versions));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     let admin = match &args.store {
         Some(root) => Some(open_store(runtime, &registry, root, &args)?),
         None => None,
     };
+    #[cfg(feature = "fleet")]
+    let admin = match admin {
+        Some(api) => Some(rt.block_on(crate::fleet::admin_api(api, &args.fleet))?),
+        None => None,
+    };
     // Kept for the life of the server: versions written into the store by a
-    // deploy tool are gated, and a rewritten state.json is applied.
+    // deploy tool are gated, and a rewritten state.json is applied. Not in
+    // fleet mode, where the fleet's desired state says what serves.
     let _watcher = match (&admin, &args.store) {
-        (Some(api), Some(root)) => Some(
+        (Some(api), Some(root)) if !fleet_mode(&args) => Some(
             scorehost::control::watch::watch(api.admin(), root)
                 .with_context(|| format!("watching the plugin store {}", root.display()))?,
         ),
@@ -228,8 +238,6 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let app = App::with_admin(registry, pipelines, config, admin);
-
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
@@ -237,7 +245,16 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
         // The handlers are installed before "serving" is logged: a SIGTERM
         // that arrives the moment the server is up still drains it, instead
         // of killing the process with the default action.
-        let shutdown = shutdown_signal().context("installing the SIGTERM/Ctrl-C handlers")?;
+        let signal = shutdown_signal().context("installing the SIGTERM/Ctrl-C handlers")?;
+        #[cfg(feature = "fleet")]
+        let replica = crate::fleet::start_replica(&args.fleet, &app, listener.local_addr()?).await?;
+        let shutdown = async move {
+            signal.await;
+            #[cfg(feature = "fleet")]
+            if let Some(replica) = replica {
+                replica.leave().await;
+            }
+        };
         tracing::info!("serving {} plugin(s) on http://{}", app.registry.len(), listener.local_addr()?);
         match args.admin_addr {
             Some(admin_addr) => {
@@ -258,6 +275,17 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// Whether `serve` follows a fleet (`--fleet-etcd`).
+fn fleet_mode(args: &ServeArgs) -> bool {
+    #[cfg(feature = "fleet")]
+    return args.fleet.enabled();
+    #[cfg(not(feature = "fleet"))]
+    {
+        let _ = args;
+        false
+    }
 }
 
 /// Opens the plugin store, makes its live versions live, and guards the admin

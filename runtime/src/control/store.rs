@@ -4,6 +4,7 @@
 //! <store>/<name>/<version>/     plugin.toml, the component, model dir, tests.jsonl
 //! <store>/<name>/state.json     {"live": "1.2.0", "history": ["1.1.0", "1.0.0"]}
 //! <store>/.staging/<nonce>/     uploads being unpacked
+//! <store>/.fleet/applied.json   a fleet replica's last applied state
 //! ```
 //!
 //! An upload is unpacked into `.staging`, every file and directory is
@@ -26,6 +27,8 @@ use crate::version::manifest::Manifest;
 
 const STAGING: &str = ".staging";
 const STATE: &str = "state.json";
+/// What a fleet replica applied, beside the versions (see `fleet/replica.rs`).
+const FLEET: &str = ".fleet";
 
 /// Bounds on one upload.
 #[derive(Debug, Clone, Copy)]
@@ -182,7 +185,7 @@ impl PluginStore {
         for entry in self.dir.entries().map_err(io("."))? {
             let entry = entry.map_err(io("."))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == STAGING {
+            if name == STAGING || name == FLEET {
                 continue;
             }
             if check_name(&name).is_err() || !entry.file_type().map_err(io(&name))?.is_dir() {
@@ -205,6 +208,32 @@ impl PluginStore {
         }
         versions.sort();
         Ok(versions)
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Reads `<store>/.fleet/<file>`; `None` if it does not exist.
+    pub fn read_fleet_file(&self, file: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let rel = format!("{FLEET}/{file}");
+        match self.dir.read(&rel) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io { path: rel, cause: e }),
+        }
+    }
+
+    /// Replaces `<store>/.fleet/<file>` atomically (temporary file, fsync, rename).
+    pub fn write_fleet_file(&self, file: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.dir.create_dir_all(FLEET).map_err(io(FLEET))?;
+        let dir = self.dir.open_dir(FLEET).map_err(io(FLEET))?;
+        let tmp = format!(".{file}.{}.{}", std::process::id(), nanos());
+        let mut f = dir.create(&tmp).map_err(io(format!("{FLEET}/{tmp}")))?;
+        f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io(format!("{FLEET}/{tmp}")))?;
+        dir.rename(&tmp, &dir, file).map_err(io(format!("{FLEET}/{file}")))?;
+        sync_dir(&self.root.join(FLEET))
     }
 
     /// The directory of `name@version` (for loading it).

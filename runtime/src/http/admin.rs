@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::App;
 use super::error::ApiError;
 use crate::control::admin::{Admin, AdminError};
+use crate::control::fleet::ops::{FleetControl, FleetOp};
 use crate::serving::traffic::RouteKey;
 
 /// Time an upload's body has to arrive: plugin archives are large and deploy
@@ -26,6 +27,8 @@ pub struct AdminApi {
     token_digest: [u8; 32],
     /// Largest accepted upload (the tar as sent), in bytes.
     pub max_upload_bytes: usize,
+    /// In fleet mode, the fleet's desired state: local changes are refused.
+    fleet: Option<Arc<dyn FleetControl>>,
 }
 
 /// The shortest admin token accepted, in bytes (`openssl rand -hex 16`
@@ -54,7 +57,20 @@ impl AdminApi {
         if token.len() < MIN_ADMIN_TOKEN_LEN {
             return Err(AdminTokenError::TooShort { len: token.len() });
         }
-        Ok(Self { admin: Arc::new(admin), token_digest: Sha256::digest(token).into(), max_upload_bytes })
+        Ok(Self {
+            admin: Arc::new(admin),
+            token_digest: Sha256::digest(token).into(),
+            max_upload_bytes,
+            fleet: None,
+        })
+    }
+
+    /// Fleet mode: `/admin/v1/fleet/…` changes the fleet through `fleet`, and
+    /// the local upload, activate, rollback, delete, canary and shadow
+    /// routes answer 409 `fleet_mode`. Called once, at start-up.
+    pub fn with_fleet(mut self, fleet: Arc<dyn FleetControl>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// The admin logic, shared (the store watcher uses it too).
@@ -83,6 +99,15 @@ fn admin<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a AdminApi, ApiError
         ApiError::NotFound("the admin API is not enabled (serve with --store and an admin token)".into())
     })?;
     api.authorize(headers)?;
+    Ok(api)
+}
+
+/// The admin API of `app` for a local change: refused on a fleet replica.
+fn local_change<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a AdminApi, ApiError> {
+    let api = admin(app, headers)?;
+    if api.fleet.is_some() {
+        return Err(ApiError::FleetMode);
+    }
     Ok(api)
 }
 
@@ -118,7 +143,7 @@ pub async fn upload(
     version: String,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let limit = api.max_upload_bytes;
     let bytes = super::codec::read_limited(req.into_body(), limit, UPLOAD_READ_TIMEOUT).await?;
     let (n, v) = (name.clone(), version.clone());
@@ -133,14 +158,14 @@ pub async fn activate(
     version: String,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let swap = blocking(api, move |a| a.activate(&name, &version)).await?;
     Ok(json(StatusCode::OK, json!(swap)))
 }
 
 /// `POST /admin/v1/plugins/{name}/rollback`: the previous version goes live.
 pub async fn rollback(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let swap = blocking(api, move |a| a.rollback(&name)).await?;
     Ok(json(StatusCode::OK, json!(swap)))
 }
@@ -152,7 +177,7 @@ pub async fn delete(
     version: String,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let (n, v) = (name.clone(), version.clone());
     blocking(api, move |a| a.delete(&n, &v)).await?;
     Ok(json(StatusCode::OK, json!({ "name": name, "version": version, "deleted": true })))
@@ -183,7 +208,7 @@ fn text(b: &serde_json::Map<String, serde_json::Value>, key: &str) -> Result<Str
 /// `percent` of routing keys (`key`: `header:<name>` or a row field) go to
 /// `version` (gated first).
 pub async fn canary(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let b = body(&app, req).await?;
     let version = text(&b, "version")?;
     let percent = field(&b, "percent")?
@@ -201,14 +226,14 @@ pub async fn canary(app: Arc<App>, name: String, req: Request) -> Result<Respons
 
 /// `POST /admin/v1/plugins/{name}/canary/promote`: the canary's version goes live.
 pub async fn promote(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let swap = blocking(api, move |a| a.promote_canary(&name)).await?;
     Ok(json(StatusCode::OK, json!(swap)))
 }
 
 /// `DELETE /admin/v1/plugins/{name}/canary`: abort; all traffic to the live version.
 pub async fn abort(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let n = name.clone();
     blocking(api, move |a| a.abort_canary(&n)).await?;
     Ok(json(StatusCode::OK, json!({ "name": name, "canary": null })))
@@ -217,7 +242,7 @@ pub async fn abort(app: Arc<App>, name: String, req: Request) -> Result<Response
 /// `POST /admin/v1/plugins/{name}/shadow`: `{"version", "max_in_flight"?}` —
 /// run `version` (gated first) on copies of live traffic.
 pub async fn shadow(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let b = body(&app, req).await?;
     let version = text(&b, "version")?;
     let max = match b.get("max_in_flight") {
@@ -234,8 +259,95 @@ pub async fn shadow(app: Arc<App>, name: String, req: Request) -> Result<Respons
 
 /// `DELETE /admin/v1/plugins/{name}/shadow`: stop; answers the final counts.
 pub async fn unshadow(app: Arc<App>, name: String, req: Request) -> Result<Response, ApiError> {
-    let api = admin(&app, req.headers())?;
+    let api = local_change(&app, req.headers())?;
     let n = name.clone();
     let stats = blocking(api, move |a| a.stop_shadow(&n)).await?;
     Ok(json(StatusCode::OK, json!({ "name": name, "stats": stats })))
+}
+
+/// The fleet of `app`, after checking the request's token; 404 outside fleet mode.
+fn fleet<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a Arc<dyn FleetControl>, ApiError> {
+    admin(app, headers)?.fleet.as_ref().ok_or_else(|| {
+        ApiError::NotFound("this server is not a fleet replica (serve with --fleet-etcd)".into())
+    })
+}
+
+/// `GET /admin/v1/fleet`: every plugin's desired state, every replica's
+/// report, and whether each plugin has converged.
+pub async fn fleet_status(app: Arc<App>, req: Request) -> Result<Response, ApiError> {
+    let status = fleet(&app, req.headers())?.status().await?;
+    Ok(json(StatusCode::OK, json!(status)))
+}
+
+/// `POST /admin/v1/fleet/plugins/{name}/{op}`: one change to the fleet's
+/// state of `name`, as `scorehost fleet <op>` makes it. `op` and its body:
+/// `stage` `{"reference", "plain_http"?}`, `activate` `{"keep_versions"?}`,
+/// `rollback`, `canary` `{"digest", "percent", "key"}`, `promote`
+/// `{"keep_versions"?}`, `abort`, `shadow` `{"digest"}` (`null` stops it).
+/// 409 `refused` names each replica that is not ready and why; 409
+/// `conflict` when someone else changed the state first.
+pub async fn fleet_change(
+    app: Arc<App>,
+    name: String,
+    op: String,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let fleet = fleet(&app, req.headers())?.clone();
+    let b = optional_body(&app, req).await?;
+    let keep = |b: &serde_json::Map<String, serde_json::Value>| match b.get("keep_versions") {
+        None => Ok(crate::control::fleet::desired::DEFAULT_KEEP_PREVIOUS),
+        Some(k) => k
+            .as_u64()
+            .filter(|k| (1..=64).contains(k))
+            .map(|k| k as usize)
+            .ok_or_else(|| ApiError::Malformed("`keep_versions` must be an integer from 1 to 64".into())),
+    };
+    let op = match op.as_str() {
+        "stage" => FleetOp::Stage {
+            reference: text(&b, "reference")?,
+            plain_http: b.get("plain_http").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        },
+        "activate" => FleetOp::Activate { keep_versions: keep(&b)? },
+        "rollback" => FleetOp::Rollback,
+        "canary" => FleetOp::Canary {
+            digest: text(&b, "digest")?,
+            percent: field(&b, "percent")?
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| ApiError::Malformed("`percent` must be an integer from 1 to 100".into()))?,
+            key: text(&b, "key")?,
+        },
+        "promote" => FleetOp::Promote { keep_versions: keep(&b)? },
+        "abort" => FleetOp::Abort,
+        "shadow" => FleetOp::Shadow {
+            digest: match field(&b, "digest")? {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(d) => Some(d.clone()),
+                _ => return Err(ApiError::Malformed("`digest` must be a string or null".into())),
+            },
+        },
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "no fleet operation `{other}` (stage, activate, rollback, canary, promote, abort, shadow)"
+            )));
+        }
+    };
+    let changed = fleet.change(&name, op).await?;
+    Ok(json(StatusCode::OK, json!(changed)))
+}
+
+/// The JSON object body of a call whose body is optional: none is `{}`.
+async fn optional_body(
+    app: &App,
+    req: Request,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let (parts, body) = req.into_parts();
+    let empty = parts.headers.get(header::CONTENT_LENGTH).is_some_and(|l| l == "0")
+        || (parts.headers.get(header::CONTENT_TYPE).is_none()
+            && parts.headers.get(header::TRANSFER_ENCODING).is_none()
+            && parts.headers.get(header::CONTENT_LENGTH).is_none());
+    if empty {
+        return Ok(serde_json::Map::new());
+    }
+    super::codec::read_json(&parts.headers, body, &app.config).await
 }

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::control::admin::AdminError;
+use crate::control::fleet::ops::FleetOpError;
 use crate::control::store::StoreError;
 use crate::sandbox::error::{CallError, ErrorKind};
 
@@ -78,6 +79,15 @@ pub enum ApiError {
     /// An admin operation failed or was refused.
     #[error(transparent)]
     Admin(#[from] AdminError),
+    /// A local change on a fleet replica, where the fleet's desired state decides.
+    #[error(
+        "this server is a fleet replica: change the fleet instead (`scorehost fleet …` or \
+         /admin/v1/fleet/plugins/{{name}}/{{op}}), or every replica would serve something else"
+    )]
+    FleetMode,
+    /// A fleet change failed or was refused.
+    #[error(transparent)]
+    Fleet(#[from] FleetOpError),
 }
 
 impl ApiError {
@@ -108,6 +118,14 @@ impl ApiError {
                 StoreError::NotFound { .. } => "not_found",
                 StoreError::Io { .. } => "store_io",
             },
+            ApiError::FleetMode => "fleet_mode",
+            ApiError::Fleet(e) => match e {
+                FleetOpError::Refused(_) => "refused",
+                FleetOpError::Conflict(_) => "conflict",
+                FleetOpError::Unavailable(_) => "fleet_unavailable",
+                FleetOpError::Invalid(_) => "invalid_request",
+                FleetOpError::Corrupt(_) => "fleet_state_corrupt",
+            },
         }
     }
 
@@ -134,6 +152,13 @@ impl ApiError {
                 StoreError::Exists { .. } => StatusCode::CONFLICT,
                 StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
                 StoreError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::FleetMode => StatusCode::CONFLICT,
+            ApiError::Fleet(e) => match e {
+                FleetOpError::Refused(_) | FleetOpError::Conflict(_) => StatusCode::CONFLICT,
+                FleetOpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                FleetOpError::Invalid(_) => StatusCode::BAD_REQUEST,
+                FleetOpError::Corrupt(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
     }

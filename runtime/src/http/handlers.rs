@@ -333,10 +333,14 @@ pub fn status(app: Arc<App>) -> Response {
     json_response(StatusCode::OK, &super::status::status(&app.registry, &app.history), None)
 }
 
-/// `GET /readyz`: plugins are loaded and the server is not draining.
+/// `GET /readyz`: plugins are loaded, the server is not draining, and (a
+/// fleet replica) it has applied the fleet's state.
 pub fn readyz(app: Arc<App>) -> Result<Response, ApiError> {
     if app.is_draining() {
         return Err(ApiError::Unavailable("shutting down".into()));
+    }
+    if let Some(waiting) = app.readiness.pending() {
+        return Err(ApiError::Unavailable(waiting));
     }
     if app.registry.is_empty() {
         return Err(ApiError::Unavailable("no plugins loaded".into()));

@@ -115,6 +115,8 @@ pub struct App {
     /// Per-second rates and latencies for the status page, filled by the
     /// sampler [`server::serve`] starts.
     pub history: Arc<status::History>,
+    /// Held not ready by a fleet replica until it has applied the fleet's state.
+    pub readiness: Arc<crate::control::readiness::Readiness>,
     slots: Arc<Semaphore>,
     draining: AtomicBool,
 }
@@ -140,6 +142,7 @@ impl App {
             pipelines,
             admin,
             history: Arc::default(),
+            readiness: Arc::default(),
             slots: Arc::new(Semaphore::new(config.max_in_flight)),
             config,
             draining: AtomicBool::new(false),
@@ -218,6 +221,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/v1/plugins/{name}/canary/promote"),
     ("POST", "/admin/v1/plugins/{name}/shadow"),
     ("DELETE", "/admin/v1/plugins/{name}/shadow"),
+    ("GET", "/admin/v1/fleet"),
+    ("POST", "/admin/v1/fleet/plugins/{name}/{op}"),
 ];
 
 /// The router of the whole surface, as a cloneable service.

@@ -77,6 +77,8 @@ enum Endpoint {
     AdminPromote,
     AdminShadow,
     AdminUnshadow,
+    FleetStatus,
+    FleetChange,
 }
 
 impl Endpoint {
@@ -102,6 +104,8 @@ impl Endpoint {
             ("POST", "/admin/v1/plugins/{name}/canary/promote") => Self::AdminPromote,
             ("POST", "/admin/v1/plugins/{name}/shadow") => Self::AdminShadow,
             ("DELETE", "/admin/v1/plugins/{name}/shadow") => Self::AdminUnshadow,
+            ("GET", "/admin/v1/fleet") => Self::FleetStatus,
+            ("POST", "/admin/v1/fleet/plugins/{name}/{op}") => Self::FleetChange,
             _ => unreachable!("every entry of ROUTES has an endpoint"),
         }
     }
@@ -122,6 +126,8 @@ impl Endpoint {
                 | Self::AdminPromote
                 | Self::AdminShadow
                 | Self::AdminUnshadow
+                | Self::FleetStatus
+                | Self::FleetChange
         )
     }
 }
@@ -261,6 +267,11 @@ impl Router {
             Endpoint::AdminPromote => admin::promote(app, name, req).await.into_response(),
             Endpoint::AdminShadow => admin::shadow(app, name, req).await.into_response(),
             Endpoint::AdminUnshadow => admin::unshadow(app, name, req).await.into_response(),
+            Endpoint::FleetStatus => admin::fleet_status(app, req).await.into_response(),
+            Endpoint::FleetChange => {
+                let op = matched.params.get("op").unwrap_or_default().to_owned();
+                admin::fleet_change(app, name, op, req).await.into_response()
+            }
         };
         (template, response)
     }

@@ -219,8 +219,8 @@ pub enum LoadError {
     },
     /// The component imports something the host does not grant.
     #[error(
-        "the component imports {}, which scorehost does not grant \\
-         (granted: scorehost:plugin/log, wasi:cli environment/exit/stdio, wasi:clocks without timers, \\
+        "the component imports {}, which scorehost does not grant \
+         (granted: scorehost:plugin/log, wasi:cli environment/exit/stdio, wasi:clocks without timers, \
          wasi:random, wasi:io, wasi:filesystem read-only model dir; never sockets or http)",
         imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
     )]

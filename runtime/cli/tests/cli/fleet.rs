@@ -5,55 +5,14 @@
 //! rolls back and reports convergence. Built with `--features fleet`;
 //! without `etcd` on PATH skipped with a message, except under CI.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use scorehost::control::fleet::desired::{DesiredState, PluginStatus, ReplicaStatus};
 use scorehost::control::fleet::etcd::{EtcdError, FleetStore};
 use serde_json::Value;
 
-use crate::support::{Process, installed};
-
-/// An etcd on loopback; SIGTERM, then SIGKILL, on drop.
-struct Etcd {
-    _process: Process,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn etcd() -> Option<Etcd> {
-    let bin = installed("etcd", "etcd-server")?;
-    let dir = tempfile::tempdir().unwrap();
-    let (client, peer) = (free_port(), free_port());
-    let c = format!("http://127.0.0.1:{client}");
-    let p = format!("http://127.0.0.1:{peer}");
-    let child = Command::new(bin)
-        .args(["--name", "n1", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
-        .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
-        .args(["--initial-cluster", &format!("n1={p}"), "--initial-cluster-state", "new"])
-        .args(["--logger", "zap", "--log-level", "error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let etcd = Etcd { _process: Process(child), endpoint: format!("127.0.0.1:{client}"), _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new("curl").args(["-sf", &format!("{c}/health")]).output();
-        if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"true\"")) {
-            return Some(etcd);
-        }
-        assert!(Instant::now() < deadline, "etcd did not become healthy on {c}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use crate::servers::{Etcd, etcd};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()

@@ -7,6 +7,9 @@ mod commands;
 mod fleet;
 mod push;
 mod replay;
+#[cfg(feature = "fleet")]
+mod replicas;
 mod serve;
+mod servers;
 mod support;
 mod walk;

@@ -9,68 +9,19 @@
 //! except under CI (`CI` set), where `.ci/run` installs it and a missing one
 //! fails.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use scorehost::control::fleet::artifact;
 use scorehost::control::fleet::registry::{RegistryClient, RegistryError};
 use scorehost::control::store::{PluginStore, UploadLimits};
 use serde_json::Value;
 
-use crate::support::{Process, installed, staged};
+use crate::servers::registry;
+use crate::support::staged;
 
-/// A `docker-registry` on loopback; stopped (SIGTERM, then SIGKILL) on drop.
-struct Registry {
-    _process: Process,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-/// The registry, or `None` (skip) when it is not installed outside CI.
-fn registry() -> Option<Registry> {
-    let bin = installed("docker-registry", "docker-registry")?;
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let config = dir.path().join("config.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: {addr}\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let registry = Registry { _process: Process(child), addr, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get_status(&registry.addr, "/v2/") != Some(200) {
-        assert!(Instant::now() < deadline, "docker-registry did not answer on {}", registry.addr);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(registry)
-}
-
-fn get_status(addr: &str, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
-}
-
-fn push(dir: &Path, reference: &str) -> Value {
+/// `scorehost push DIR REFERENCE --plain-http`'s JSON.
+pub fn push(dir: &Path, reference: &str) -> Value {
     let cache = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_scorehost"))
         .args(["--cache-dir", cache.path().to_str().unwrap(), "push"])

@@ -290,6 +290,24 @@ impl Admin {
         Ok(v)
     }
 
+    /// Makes sure `name@version`, already in the store, is loaded and past the
+    /// gate (gating it again if it was unloaded), without changing what serves.
+    /// A fleet replica calls it for the versions it must be able to swap to at once.
+    pub fn prepare(&self, name: &str, version: &str) -> Result<(), AdminError> {
+        let _op = self.op();
+        self.ensure_loaded(name, version).map(drop)
+    }
+
+    /// Whether `name@version` is in the store.
+    pub fn contains(&self, name: &str, version: &str) -> bool {
+        self.store.contains(name, version)
+    }
+
+    /// The store, for a fleet replica's own files (`.fleet/`).
+    pub fn store(&self) -> &PluginStore {
+        &self.store
+    }
+
     /// Stores an uploaded tar as `name@version` and gates it. On a gate failure
     /// the version is removed again and the error says why.
     pub fn upload(&self, name: &str, version: &str, tar: &[u8]) -> Result<GateRecord, AdminError> {

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
+    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream,
 };
 
 use super::desired::{DesiredState, ReplicaStatus};
@@ -42,7 +43,7 @@ pub enum EtcdError {
     },
     /// Someone else changed the plugin's state since it was read.
     #[error(
-        "{plugin} was changed by someone else since it was read (revision {read}, now {now}, \\
+        "{plugin} was changed by someone else since it was read (revision {read}, now {now}, \
          generation {generation}); read it again and decide again"
     )]
     Conflict {
@@ -56,6 +57,13 @@ pub enum EtcdError {
         generation: u64,
     },
 }
+
+/// Plugin name → its state, or why its key could not be read.
+pub type Entries = BTreeMap<String, Result<Versioned<DesiredState>, EtcdError>>;
+
+/// One plugin's key after a watch event: its new state, `None` if it was
+/// deleted, or why the new value could not be read.
+pub type Change = Result<Option<Versioned<DesiredState>>, EtcdError>;
 
 /// A value read from etcd with the revision it was last changed at (0: absent).
 #[derive(Debug, Clone, PartialEq)]
@@ -133,17 +141,25 @@ impl FleetStore {
     }
 
     /// Every plugin's state, and the store revision they were read at (where a watch starts).
+    /// One key that does not parse fails the whole list (see [`FleetStore::plugin_entries`]).
     pub async fn plugins(&self) -> Result<(BTreeMap<String, Versioned<DesiredState>>, i64), EtcdError> {
+        let (entries, revision) = self.plugin_entries().await?;
+        let plugins = entries.into_iter().map(|(name, v)| v.map(|v| (name, v))).collect::<Result<_, _>>()?;
+        Ok((plugins, revision))
+    }
+
+    /// Every plugin's state, each parsed on its own (a replica keeps following
+    /// the other plugins when one key is corrupt), and the list's revision.
+    pub async fn plugin_entries(&self) -> Result<(Entries, i64), EtcdError> {
         let prefix = self.plugin_key("");
         let resp = self.list(&prefix).await?;
         let mut out = BTreeMap::new();
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             let name = key[prefix.len()..].to_owned();
-            out.insert(
-                name,
-                Versioned { value: parse(&key, kv.value(), "plugin state")?, revision: kv.mod_revision() },
-            );
+            let value = parse(&key, kv.value(), "plugin state")
+                .map(|value| Versioned { value, revision: kv.mod_revision() });
+            out.insert(name, value);
         }
         Ok((out, resp.header().map_or(0, |h| h.revision())))
     }
@@ -210,6 +226,135 @@ impl FleetStore {
             .await
             .map_err(self.unavailable(&format!("writing {key}")))?;
         Ok(())
+    }
+}
+
+impl FleetStore {
+    /// Watches every plugin's state from `revision` on (the revision a
+    /// [`FleetStore::plugins`] list was read at, plus one).
+    pub async fn watch_plugins(&self, revision: i64) -> Result<PluginWatch, EtcdError> {
+        let prefix = self.plugin_key("");
+        let options = WatchOptions::new().with_prefix().with_start_revision(revision);
+        let stream = self
+            .client
+            .clone()
+            .watch(prefix.as_str(), Some(options))
+            .await
+            .map_err(self.unavailable(&format!("watching {prefix}")))?;
+        Ok(PluginWatch { stream, prefix, endpoints: self.endpoints.clone() })
+    }
+
+    /// Renews `lease` once: `Ok(false)` when etcd says it is gone (expired
+    /// while this replica was cut off), so a new one must be granted.
+    pub async fn keep_alive(&self, lease: i64, keeper: &mut Option<Keeper>) -> Result<bool, EtcdError> {
+        if keeper.as_ref().is_none_or(|k| k.lease != lease) {
+            let (k, s) = self
+                .client
+                .clone()
+                .lease_keep_alive(lease)
+                .await
+                .map_err(self.unavailable("keeping the lease alive"))?;
+            *keeper = Some(Keeper { lease, keeper: k, stream: s });
+        }
+        let k = keeper.as_mut().expect("set above");
+        let result = async {
+            k.keeper.keep_alive().await?;
+            k.stream.message().await
+        }
+        .await;
+        match result {
+            Ok(Some(resp)) => Ok(resp.ttl() > 0),
+            Ok(None) => {
+                *keeper = None;
+                Err(EtcdError::Unavailable {
+                    endpoints: self.endpoints.clone(),
+                    step: "keeping the lease alive".into(),
+                    message: "the keep-alive stream ended".into(),
+                })
+            }
+            Err(e) => {
+                *keeper = None;
+                Err(self.unavailable("keeping the lease alive")(e))
+            }
+        }
+    }
+
+    /// Compacts etcd's history up to `revision`: watches from before it are
+    /// canceled. What an operator's `etcdctl compact` does; the tests use it
+    /// to prove a replica re-lists instead of losing an update.
+    pub async fn compact(&self, revision: i64) -> Result<(), EtcdError> {
+        self.client.clone().compact(revision, None).await.map_err(self.unavailable("compacting"))?;
+        Ok(())
+    }
+
+    /// Revokes `lease`: a replica that stops takes its report with it at once.
+    pub async fn revoke(&self, lease: i64) -> Result<(), EtcdError> {
+        self.client.clone().lease_revoke(lease).await.map_err(self.unavailable("revoking the lease"))?;
+        Ok(())
+    }
+}
+
+/// An open keep-alive stream for one lease (see [`FleetStore::keep_alive`]).
+pub struct Keeper {
+    lease: i64,
+    keeper: LeaseKeeper,
+    stream: LeaseKeepAliveStream,
+}
+
+/// What a watch of the plugins' states saw next.
+#[derive(Debug)]
+pub enum Watched {
+    /// Plugins whose state changed: the new state (`None`: the key was
+    /// deleted), or why the new value could not be read.
+    Changed(Vec<(String, Change)>),
+    /// The start revision was compacted away: list again, then watch from the list's revision.
+    Compacted(i64),
+    /// The watch was canceled or its stream ended: list again.
+    Ended(String),
+}
+
+/// A watch of every plugin's state (see [`FleetStore::watch_plugins`]).
+pub struct PluginWatch {
+    stream: WatchStream,
+    prefix: String,
+    endpoints: String,
+}
+
+impl PluginWatch {
+    /// Waits for the next change. `Err` only when etcd is unreachable or the
+    /// stream broke: the caller lists again when etcd answers.
+    pub async fn next(&mut self) -> Result<Watched, EtcdError> {
+        loop {
+            let message = self.stream.message().await.map_err(|e| EtcdError::Unavailable {
+                endpoints: self.endpoints.clone(),
+                step: format!("watching {}", self.prefix),
+                message: e.to_string(),
+            })?;
+            let Some(resp) = message else { return Ok(Watched::Ended("the watch stream ended".into())) };
+            // etcd 3.4 answers a compacted start revision with `created`, then
+            // a `canceled` message carrying compact_revision: check every one.
+            if resp.compact_revision() > 0 {
+                return Ok(Watched::Compacted(resp.compact_revision()));
+            }
+            if resp.canceled() {
+                return Ok(Watched::Ended(format!("the watch was canceled: {}", resp.cancel_reason())));
+            }
+            let mut changed = Vec::new();
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                let key = String::from_utf8_lossy(kv.key()).into_owned();
+                let Some(name) = key.strip_prefix(&self.prefix) else { continue };
+                let value = match event.event_type() {
+                    EventType::Delete => Ok(None),
+                    EventType::Put => parse(&key, kv.value(), "plugin state")
+                        .map(|value| Some(Versioned { value, revision: kv.mod_revision() })),
+                };
+                changed.push((name.to_owned(), value));
+            }
+            if !changed.is_empty() {
+                return Ok(Watched::Changed(changed));
+            }
+        }
     }
 }
 

@@ -4,10 +4,14 @@
 //! every operator change to it as pure, refusable transitions ([`desired`]).
 //! With the `etcd` feature, `etcd` keeps that intent in etcd, one key per
 //! plugin changed by compare-and-swap, and the replicas' reports under a
-//! lease. The replicas that follow it are to come (docs/fleet-design.md).
+//! lease; and `replica`, the serving process that follows that intent
+//! (pulls, gates, swaps, persists, reports). docs/fleet.md has the design.
 
 pub mod artifact;
 pub mod desired;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+pub mod ops;
 pub mod registry;
+#[cfg(feature = "etcd")]
+pub mod replica;

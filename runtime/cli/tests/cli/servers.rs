@@ -1,0 +1,134 @@
+//! The real servers the fleet tests start — Debian's `etcd-server` and
+//! `docker-registry` — each on a free loopback port with a temp data dir,
+//! waited for until it answers, and stopped by PID (SIGTERM, then SIGKILL)
+//! on drop. Without the binary on PATH a test is skipped with a message,
+//! except under CI, where `.ci/run` installs it and a missing one fails.
+
+#![cfg_attr(not(feature = "fleet"), allow(dead_code))]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{Process, installed};
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// An etcd on loopback that can be stopped and started again on the same data dir.
+pub struct Etcd {
+    process: Option<Process>,
+    bin: PathBuf,
+    /// `127.0.0.1:<client port>`.
+    pub endpoint: String,
+    peer: u16,
+    dir: tempfile::TempDir,
+}
+
+/// A single-node etcd, healthy; `None` (skip) when it is not installed outside CI.
+pub fn etcd() -> Option<Etcd> {
+    let bin = installed("etcd", "etcd-server")?;
+    let mut etcd = Etcd {
+        process: None,
+        bin,
+        endpoint: format!("127.0.0.1:{}", free_port()),
+        peer: free_port(),
+        dir: tempfile::tempdir().unwrap(),
+    };
+    etcd.start();
+    Some(etcd)
+}
+
+impl Etcd {
+    /// Starts it (again, on the same ports and data) and waits until it is healthy.
+    pub fn start(&mut self) {
+        let c = format!("http://{}", self.endpoint);
+        let p = format!("http://127.0.0.1:{}", self.peer);
+        let child = Command::new(&self.bin)
+            .args(["--name", "n1", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+            .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
+            .args(["--initial-cluster", &format!("n1={p}"), "--initial-cluster-state", "new"])
+            .args(["--logger", "zap", "--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.process = Some(Process(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("curl").args(["-sf", &format!("{c}/health")]).output();
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"true\"")) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "etcd did not become healthy on {c}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops it (SIGTERM, waited for).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+}
+
+/// A `docker-registry` on loopback.
+pub struct Registry {
+    process: Option<Process>,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+/// The registry, answering; `None` (skip) when it is not installed outside CI.
+pub fn registry() -> Option<Registry> {
+    let bin = installed("docker-registry", "docker-registry")?;
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let config = dir.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let registry = Registry { process: Some(Process(child)), addr, _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get_status(&registry.addr, "/v2/") != Some(200) {
+        assert!(Instant::now() < deadline, "docker-registry did not answer on {}", registry.addr);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(registry)
+}
+
+impl Registry {
+    /// Stops it (SIGTERM, waited for).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+}
+
+/// The status code of a plain GET, or `None` if nothing answers.
+pub fn get_status(addr: &str, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
