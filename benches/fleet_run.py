@@ -235,8 +235,8 @@ def hammer(addr, seconds, rate, connections=4, versions=True):
 
 
 # --- the scenarios, under load -----------------------------------------------
-load_seconds = 30 + ROUNDS * 8
-load = hammer(f"127.0.0.1:{front}", load_seconds, 200)
+load_seconds = 45 + ROUNDS * 3
+load = hammer(f"127.0.0.1:{front}", load_seconds, 200, connections=16)
 started = time.monotonic()
 convergence_ms = []
 
@@ -251,6 +251,7 @@ def rollout(target_version, op, *args):
             raise SystemExit(report())
         time.sleep(0.01)
     convergence_ms.append((time.monotonic() - t0) * 1000)
+    time.sleep(0.5)  # serve it for a moment under load before the next change
 
 
 # 1. Roll out and back, ROUNDS times.
@@ -312,6 +313,9 @@ if not refusal_named:
 stop(small.proc)
 
 # The rest of the load, then only v1 must answer.
+scenarios_seconds = time.monotonic() - started
+if scenarios_seconds > load_seconds:
+    failures.append(f"the scenarios took {scenarios_seconds:.0f} s, longer than the load ({load_seconds} s)")
 remaining = load_seconds - (time.monotonic() - started)
 out, _ = load.communicate(timeout=max(remaining, 0) + 60)
 during = json.loads(out)
@@ -362,6 +366,8 @@ def report():
     summary = {
         "rounds": ROUNDS,
         "rollouts_and_rollbacks": len(conv),
+        "scenarios_seconds": round(globals().get("scenarios_seconds", 0), 1),
+        "load_seconds": globals().get("load_seconds"),
         "convergence_ms": {"p50": round(statistics.median(conv), 1) if conv else None,
                            "max": round(max(conv), 1) if conv else None},
         "through_haproxy": globals().get("during", {}).get("targets", {}).get("logreg", {}),

@@ -328,6 +328,25 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
         assert!(Instant::now() < deadline, "the canary did not reach both: {}\n{}", r1.log(), r2.log());
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // The canary ends and v2 shadows live traffic on every replica instead.
+    assert_eq!(fleet(&etcd, &["abort", "logreg"]).0, 0);
+    let (code, _, err) = fleet(&etcd, &["shadow", "logreg", &v2]);
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for r in [&r1, &r2] {
+        loop {
+            let (_, list) = admin(r, "GET", "/admin/v1/plugins", None);
+            let logreg =
+                list["plugins"].as_array().and_then(|ps| ps.iter().find(|p| p["name"] == "logreg")).cloned();
+            let shadow = logreg.as_ref().map(|p| (p["shadow"]["version"].clone(), p["canary"].is_null()));
+            if shadow == Some((json!(V2), true)) && r.serves() == Ok("0.1.0".into()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no shadow of v2 on {}: {logreg:?}\n{}", r.addr, r.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[test]
