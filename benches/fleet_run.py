@@ -156,6 +156,7 @@ class Replica:
                            "--store", f"{WORK}/store-{self.name}", "--admin-token-file", f"{WORK}/token",
                            "--addr", self.addr, "--fleet-etcd", ETCD, "--fleet-prefix", PREFIX,
                            "--fleet-plain-http", "--fleet-startup-timeout-secs", "2", "--drain-delay-ms", "1500",
+                           "--replica-id", self.name,
                            *self.extra], f"{WORK}/{self.name}.log")
 
     def ready(self):
@@ -301,13 +302,13 @@ check(*fleet("stage", "logreg", f"{REPO}@{d3}")[::2], "stage v3")
 def refused_on_r4_only():
     rs = status().get("replicas", [])
     by_id = {r["id"]: r["plugins"].get("logreg", {}) for r in rs}
-    return len(rs) == 4 and d3 in by_id.get(small.addr, {}).get("failed", {}) and all(
-        d3 in by_id.get(x.addr, {}).get("loaded", []) for x in replicas)
+    return len(rs) == 4 and d3 in by_id.get(small.name, {}).get("failed", {}) and all(
+        d3 in by_id.get(x.name, {}).get("loaded", []) for x in replicas)
 
 
 wait_for("v3 gated on r1-r3 and refused on r4", refused_on_r4_only)
 code, _, err = fleet("activate", "logreg")
-refusal_named = code == 2 and f"{small.addr} (" in err and all(f"{x.addr} (" not in err for x in replicas)
+refusal_named = code == 2 and f"{small.name} (" in err and all(f"{x.name} (" not in err for x in replicas)
 if not refusal_named:
     failures.append(f"activating v3 should be refused naming r4 only: exit {code}: {err.strip()}")
 stop(small.proc)

@@ -148,7 +148,8 @@ pub struct FleetServeArgs {
     /// The environment's key prefix in etcd, e.g. `/scorehost/prod/`.
     #[arg(long, requires = "fleet_etcd")]
     fleet_prefix: Option<String>,
-    /// This replica's id in the fleet's reports [default: the listen address].
+    /// This replica's id in the fleet's reports, unique in the fleet
+    /// [default: <hostname>:<port>, e.g. the pod name in Kubernetes].
     #[arg(long, requires = "fleet_etcd")]
     replica_id: Option<String>,
     /// Pull from the registry over plain HTTP (loopback, private networks).
@@ -184,6 +185,17 @@ pub async fn admin_api(api: AdminApi, args: &FleetServeArgs) -> anyhow::Result<A
     Ok(api.with_fleet(Arc::new(store)))
 }
 
+/// This machine's name: two replicas on one port of different hosts (every
+/// replica listening on `0.0.0.0:8080`) must not report under one id.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// Starts following the fleet, when `--fleet-etcd` is given: restores what
 /// was applied before, then lists, applies and watches on its own task.
 pub async fn start_replica(
@@ -195,7 +207,7 @@ pub async fn start_replica(
         return Ok(None);
     }
     let api = app.admin.as_ref().context("fleet mode needs --store")?;
-    let id = args.replica_id.clone().unwrap_or_else(|| addr.to_string());
+    let id = args.replica_id.clone().unwrap_or_else(|| format!("{}:{}", hostname(), addr.port()));
     let mut config = ReplicaConfig::new(id.clone(), args.fleet_etcd.clone(), args.prefix());
     config.plain_http = args.fleet_plain_http;
     config.max_bytes = api.max_upload_bytes as u64;

@@ -31,6 +31,8 @@ const V2: &str = "0.1.0+model.2";
 struct Replica {
     child: Option<Child>,
     addr: String,
+    /// Its id in the fleet's reports (`<hostname>:<port>`).
+    id: String,
     store: tempfile::TempDir,
     cache: tempfile::TempDir,
     token: std::path::PathBuf,
@@ -53,6 +55,7 @@ impl Replica {
         let mut r = Replica {
             child: None,
             addr: String::new(),
+            id: String::new(),
             store: tempfile::tempdir().unwrap(),
             cache: tempfile::tempdir().unwrap(),
             token,
@@ -82,8 +85,11 @@ impl Replica {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if let Some(rest) = text.split("on http://").nth(1) {
-                self.addr = rest.split_whitespace().next().unwrap().to_owned();
+            if let (Some(id), Some(addr)) =
+                (text.split("fleet mode: replica ").nth(1), text.split("on http://").nth(1))
+            {
+                self.id = id.split_whitespace().next().unwrap().to_owned();
+                self.addr = addr.split_whitespace().next().unwrap().to_owned();
                 return;
             }
             assert!(Instant::now() < deadline, "the replica did not start: {text}");
@@ -264,7 +270,7 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
     let (code, _, err) = fleet(&etcd, &["activate", "logreg"]);
     assert_eq!(code, 2, "{err}");
     for r in [&r1, &r2] {
-        assert!(err.contains(&format!("{} (gate: ", r.addr)), "{err}");
+        assert!(err.contains(&format!("{} (gate: ", r.id)), "{err}");
     }
     let (code, body) = admin(&r2, "POST", "/admin/v1/fleet/plugins/logreg/activate", None);
     assert_eq!((code, body["error"]["kind"].as_str()), (409, Some("refused")), "{body}");
@@ -283,12 +289,12 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
             && rs.iter().all(|r| {
                 let p = &r["plugins"]["logreg"];
                 let loaded = p["loaded"].as_array().is_some_and(|l| l.iter().any(|d| d == v4.as_str()));
-                if r["id"] == r3.addr.as_str() { p["failed"][&v4].is_string() } else { loaded }
+                if r["id"] == r3.id.as_str() { p["failed"][&v4].is_string() } else { loaded }
             })
     });
     let (code, _, err) = fleet(&etcd, &["activate", "logreg"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&format!("{} (verify: ", r3.addr)) && err.contains("1 of 3 replica(s)"), "{err}");
+    assert!(err.contains(&format!("{} (verify: ", r3.id)) && err.contains("1 of 3 replica(s)"), "{err}");
     drop(r3);
     wait_status(&etcd, "r3's report gone", &[&r1, &r2], |s| {
         s["replicas"].as_array().is_some_and(|a| a.len() == 2)
@@ -300,6 +306,24 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
     assert_eq!((code, json["state"]["live"].as_str()), (0, Some(v1.as_str())), "{err}");
     wait_status(&etcd, "convergence on the rollback", &[&r1, &r2], converged);
     assert_eq!((r1.serves(), r2.serves()), (Ok("0.1.0".into()), Ok("0.1.0".into())));
+
+    // A new replica with an empty store cannot pull the live version: up, but
+    // not ready, saying why, so a load balancer sends it nothing.
+    let fresh = Replica::start(&etcd, dir.path(), "r5", &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = curl("GET", &format!("http://{}/readyz", fresh.addr), None, None);
+        let why = body["error"]["message"].as_str().unwrap_or("").to_owned();
+        if code == 503 && why.contains(&format!("logreg does not serve {v1}")) && why.contains("pull: ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{code} {body}\n{}", fresh.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(fresh);
+    wait_status(&etcd, "r5's report gone", &[&r1, &r2], |s| {
+        s["replicas"].as_array().is_some_and(|a| a.len() == 2)
+    });
 
     // etcd is down: serving goes on, and a replica restarted serves what it applied.
     etcd.stop();
@@ -318,6 +342,8 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
     wait_status(&etcd, "both reporting after etcd's restart", &[&r1, &r2], |s| {
         s["replicas"].as_array().is_some_and(|a| a.len() == 2) && converged(s)
     });
+    // v2 was rolled back from, so the replicas dropped it: staged again, it is pulled again.
+    registry.start();
     assert_eq!(fleet(&etcd, &["stage", "logreg", &format!("{repo}@{v2}")]).0, 0);
     wait_status(&etcd, "v2 loaded again", &[&r1, &r2], |s| loaded_everywhere(s, &v2, 2));
     let (code, _, err) =

@@ -77,12 +77,13 @@ impl Etcd {
     }
 }
 
-/// A `docker-registry` on loopback.
+/// A `docker-registry` on loopback that can be stopped and started again on the same storage.
 pub struct Registry {
     process: Option<Process>,
+    bin: PathBuf,
     /// `127.0.0.1:<port>`.
     pub addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 /// The registry, answering; `None` (skip) when it is not installed outside CI.
@@ -90,9 +91,8 @@ pub fn registry() -> Option<Registry> {
     let bin = installed("docker-registry", "docker-registry")?;
     let dir = tempfile::tempdir().unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
-    let config = dir.path().join("config.yml");
     std::fs::write(
-        &config,
+        dir.path().join("config.yml"),
         format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
              http:\n  addr: {addr}\n",
@@ -100,23 +100,29 @@ pub fn registry() -> Option<Registry> {
         ),
     )
     .unwrap();
-    let child = Command::new(bin)
-        .arg("serve")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let registry = Registry { process: Some(Process(child)), addr, _dir: dir };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get_status(&registry.addr, "/v2/") != Some(200) {
-        assert!(Instant::now() < deadline, "docker-registry did not answer on {}", registry.addr);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut registry = Registry { process: None, bin, addr, dir };
+    registry.start();
     Some(registry)
 }
 
 impl Registry {
+    /// Starts it (again, on the same port and storage) and waits until it answers.
+    pub fn start(&mut self) {
+        let child = Command::new(&self.bin)
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.process = Some(Process(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get_status(&self.addr, "/v2/") != Some(200) {
+            assert!(Instant::now() < deadline, "docker-registry did not answer on {}", self.addr);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops it (SIGTERM, waited for).
     pub fn stop(&mut self) {
         self.process = None;

@@ -202,6 +202,9 @@ impl DesiredState {
         if self.canary.as_ref().is_some_and(|c| c.digest == digest) {
             self.canary = None;
         }
+        if self.shadow.as_deref() == Some(digest.as_str()) {
+            self.shadow = None;
+        }
         let keep: Vec<String> = self.wanted().into_iter().map(str::to_owned).collect();
         self.versions.retain(|d, _| keep.contains(d));
     }
@@ -215,6 +218,9 @@ impl DesiredState {
         };
         let mut next = self.next();
         next.previous.remove(0);
+        if next.shadow.as_deref() == Some(target.as_str()) {
+            next.shadow = None;
+        }
         next.live = Some(target);
         next.canary = None;
         let keep: Vec<String> = next.wanted().into_iter().map(str::to_owned).collect();
@@ -275,6 +281,9 @@ impl DesiredState {
         replicas: &[ReplicaStatus],
     ) -> Result<Self, Refusal> {
         match digest {
+            Some(d) if self.live.as_deref() == Some(d) => {
+                return Err(Refusal::Already { plugin: plugin.into(), digest: d.into(), role: "live" });
+            }
             Some(d) => ready_everywhere(plugin, d, replicas)?,
             None if self.shadow.is_none() => {
                 return Err(Refusal::Nothing { plugin: plugin.into(), what: "shadow" });
@@ -348,6 +357,20 @@ mod tests {
     fn live(digest: &str) -> DesiredState {
         let staged = DesiredState::new("127.0.0.1:5000/scorehost/p").stage("p", digest, "1").unwrap();
         staged.activate("p", &[replica("r1", &[digest], &[])], DEFAULT_KEEP_PREVIOUS).unwrap()
+    }
+
+    #[test]
+    fn a_shadow_never_equals_live() {
+        let ready = [replica("r1", &[A, B], &[])];
+        let s = live(A);
+        assert!(matches!(s.shadow("p", Some(A), &ready), Err(Refusal::Already { role: "live", .. })));
+        // Stage B, shadow it, activate it: the shadow of B ends as B goes live.
+        let s = s.stage("p", B, "2").unwrap().shadow("p", Some(B), &ready).unwrap();
+        let s = s.activate("p", &ready, DEFAULT_KEEP_PREVIOUS).unwrap();
+        assert_eq!((s.live.as_deref(), s.shadow.as_deref()), (Some(B), None));
+        // Shadowing the rollback target, then rolling back to it: the same.
+        let s = s.shadow("p", Some(A), &ready).unwrap().rollback("p").unwrap();
+        assert_eq!((s.live.as_deref(), s.shadow.as_deref()), (Some(A), None));
     }
 
     #[test]

@@ -87,7 +87,13 @@ impl FleetStore {
     /// `prefix`. Every request gives up after `timeout`.
     pub async fn connect(endpoints: &[String], prefix: &str, timeout: Duration) -> Result<Self, EtcdError> {
         let joined = endpoints.join(",");
-        let options = ConnectOptions::new().with_connect_timeout(timeout).with_timeout(timeout);
+        // HTTP/2 pings find a connection that died silently (no RST, a
+        // dropped route) within seconds, instead of the kernel's minutes.
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(5), timeout)
+            .with_keep_alive_while_idle(true);
         let client = Client::connect(endpoints, Some(options)).await.map_err(|e| EtcdError::Unavailable {
             endpoints: joined.clone(),
             step: "connecting".into(),

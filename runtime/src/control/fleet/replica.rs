@@ -29,6 +29,7 @@
 //! the swaps are the single-node ones.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -113,6 +114,9 @@ pub enum ReplicaError {
 struct Known {
     name: String,
     version: String,
+    /// Passed the gate here (false between recording and the gate's end).
+    #[serde(default)]
+    gated: bool,
 }
 
 /// The state of one plugin this replica applied, with its etcd revision.
@@ -170,7 +174,18 @@ pub struct Replica {
     oci: RegistryClient,
     etcd: FleetStore,
     inner: Mutex<Inner>,
-    lease: Mutex<Option<i64>>,
+    /// The report's lease and its keep-alive stream: one reporter at a time
+    /// (the follow loop after a change, the keep-alive task every ttl/3).
+    report: tokio::sync::Mutex<Reporting>,
+    /// Set by [`Replica::leave`]: report nothing more.
+    leaving: AtomicBool,
+}
+
+/// The lease a replica reports under, once granted.
+#[derive(Default)]
+struct Reporting {
+    lease: Option<i64>,
+    keeper: Option<Keeper>,
 }
 
 impl Replica {
@@ -203,7 +218,8 @@ impl Replica {
             readiness,
             etcd,
             inner: Mutex::new(Inner { applied, ..Inner::default() }),
-            lease: Mutex::new(None),
+            report: tokio::sync::Mutex::new(Reporting::default()),
+            leaving: AtomicBool::new(false),
         }))
     }
 
@@ -236,12 +252,14 @@ impl Replica {
 
     /// Follows the fleet until the process ends: list, apply, watch, report;
     /// list again after any break in the watch and every `relist_every`.
+    /// The lease is kept alive by a task of its own, so a long pull or gate
+    /// never lets this replica's report expire.
     pub async fn run(self: Arc<Self>) {
+        tokio::spawn(self.clone().keep_reporting());
         let started = Instant::now();
         let mut waiting = true;
         let mut backoff = Duration::from_millis(100);
         let mut etcd_down = false;
-        let mut keeper: Option<Keeper> = None;
         loop {
             let listed = tokio::time::timeout(self.config.etcd_timeout, self.etcd.plugin_entries()).await;
             let (entries, revision) = match listed {
@@ -258,8 +276,7 @@ impl Replica {
                         etcd_down = true;
                     }
                     if waiting && started.elapsed() >= self.config.startup_timeout {
-                        self.serve_persisted(&why);
-                        waiting = false;
+                        waiting = !self.serve_persisted(&why);
                     }
                     tokio::time::sleep(jitter(backoff)).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -280,18 +297,46 @@ impl Replica {
                     }
                 }
             }
-            if waiting {
-                tracing::info!("fleet: applied the desired state at revision {revision}; ready");
-                self.readiness.ready();
-                waiting = false;
-            }
-            self.publish(&mut keeper).await;
-            self.follow(revision, &mut keeper).await;
+            self.check_started(&mut waiting, revision);
+            self.publish().await;
+            self.follow(revision, &mut waiting).await;
         }
     }
 
-    /// Watches from `revision + 1` until the watch breaks or it is time to list again.
-    async fn follow(self: &Arc<Self>, revision: i64, keeper: &mut Option<Keeper>) {
+    /// At start, ready once every plugin serves the fleet's live digest;
+    /// until then `/readyz` says which does not, and why.
+    fn check_started(&self, waiting: &mut bool, revision: i64) {
+        if !*waiting {
+            return;
+        }
+        let inner = self.inner();
+        let behind: Vec<String> = inner
+            .applied
+            .plugins
+            .iter()
+            .filter_map(|(name, applied)| {
+                let want = applied.state.live.as_ref()?;
+                let status = inner.status.get(name);
+                if status.is_some_and(|s| s.live.as_ref() == Some(want)) {
+                    return None;
+                }
+                let why = status.and_then(|s| s.failed.get(want)).map_or("not applied yet", String::as_str);
+                Some(format!("{name} does not serve {want} yet ({why})"))
+            })
+            .collect();
+        drop(inner);
+        if behind.is_empty() {
+            tracing::info!("fleet: serving the desired state read at revision {revision}; ready");
+            self.readiness.ready();
+            *waiting = false;
+        } else {
+            self.readiness.wait_for(format!("fleet: {}", behind.join("; ")));
+        }
+    }
+
+    /// Watches from `revision + 1` until the watch breaks or it is time to
+    /// list again (soon, while still starting: failed pulls are retried then).
+    async fn follow(self: &Arc<Self>, revision: i64, waiting: &mut bool) {
         let mut watch = match self.etcd.watch_plugins(revision + 1).await {
             Ok(w) => w,
             Err(e) => {
@@ -300,10 +345,9 @@ impl Replica {
                 return;
             }
         };
-        let relist = tokio::time::sleep(jitter(self.config.relist_every));
+        let every = if *waiting { Duration::from_secs(2) } else { self.config.relist_every };
+        let relist = tokio::time::sleep(jitter(every));
         tokio::pin!(relist);
-        let mut tick = tokio::time::interval(self.config.lease_ttl / 3);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 watched = watch.next() => match watched {
@@ -319,7 +363,8 @@ impl Replica {
                                 Err(e) => tracing::error!(plugin = %name, "fleet: {e}"),
                             }
                         }
-                        self.publish(keeper).await;
+                        self.check_started(waiting, revision);
+                        self.publish().await;
                     }
                     Ok(Watched::Compacted(at)) => {
                         tracing::info!("fleet: the watch fell behind etcd's compaction at revision {at}; listing again");
@@ -335,7 +380,6 @@ impl Replica {
                     }
                 },
                 () = &mut relist => return,
-                _ = tick.tick() => self.keep_alive(keeper).await,
             }
         }
     }
@@ -354,7 +398,8 @@ impl Replica {
     }
 
     /// With etcd unreachable at start: serve what was persisted, and say so.
-    fn serve_persisted(&self, why: &str) {
+    /// Returns whether that made the replica ready.
+    fn serve_persisted(&self, why: &str) -> bool {
         let plugins = self.inner().applied.plugins.len();
         if plugins == 0 || self.registry.is_empty() {
             tracing::error!(
@@ -362,12 +407,13 @@ impl Replica {
                  not ready until etcd answers"
             );
             self.readiness.wait_for(format!("fleet: etcd unreachable and nothing applied before: {why}"));
-            return;
+            return false;
         }
         tracing::warn!(
             "fleet: etcd is unreachable ({why}); ready with the state applied before ({plugins} plugin(s))"
         );
         self.readiness.ready();
+        true
     }
 
     /// Brings in every digest `v` wants, swaps to it, persists and records the status.
@@ -428,6 +474,18 @@ impl Replica {
         (known.name == name && self.admin.contains(name, &known.version)).then_some(known.version)
     }
 
+    /// Whether `digest` passed the gate here.
+    fn gated(&self, digest: &str) -> bool {
+        self.inner().applied.digests.get(digest).is_some_and(|k| k.gated)
+    }
+
+    /// Marks `digest` as gated here.
+    fn mark_gated(&self, digest: &str) {
+        if let Some(k) = self.inner().applied.digests.get_mut(digest) {
+            k.gated = true;
+        }
+    }
+
     /// The digest of `name@version`, if this replica installed it from one.
     fn digest_of(&self, name: &str, version: &str) -> Option<String> {
         let inner = self.inner();
@@ -477,18 +535,31 @@ impl Replica {
             ));
         }
         // Recorded before the install, so a crash in between cannot leave a
-        // version in the store that no digest claims.
-        self.remember(digest, Some(Known { name: name.to_owned(), version: version.clone() }));
+        // version in the store that no digest claims; marked gated after.
+        let known = Known { name: name.to_owned(), version: version.clone(), gated: false };
+        self.remember(digest, Some(known.clone()));
         let this = self.clone();
         let (n, v) = (name.to_owned(), version.clone());
         let installed = tokio::task::spawn_blocking(move || this.admin.upload(&n, &v, &tar)).await;
         let failure = match installed {
-            Ok(Ok(_)) => return Ok(version),
+            Ok(Ok(_)) => {
+                self.remember(digest, Some(Known { gated: true, ..known }));
+                return Ok(version);
+            }
             Ok(Err(AdminError::GateFailed { reason, .. })) => Failed::permanent("gate", reason),
-            Ok(Err(AdminError::Store(e @ StoreError::InvalidUpload(_)))) => Failed::permanent("unpack", e),
+            Ok(Err(AdminError::Store(e @ (StoreError::InvalidUpload(_) | StoreError::InvalidName(_))))) => {
+                Failed::permanent("unpack", e)
+            }
             Ok(Err(e)) => Failed::transient("install", e),
             Err(e) => Failed::transient("install", e),
         };
+        // Whatever the install left (a rename that happened before an fsync
+        // failed) goes too, so the next attempt starts clean.
+        if self.admin.contains(name, &version)
+            && let Err(e) = self.admin.delete(name, &version)
+        {
+            tracing::error!(plugin = %name, "fleet: removing {name}@{version} after a failed install: {e}");
+        }
         self.remember(digest, None);
         Err(failure)
     }
@@ -508,9 +579,10 @@ impl Replica {
     }
 
     /// Makes `name` serve `desired` with the digests installed here: the
-    /// candidates it must swap to at once are loaded (gated), a canary or
-    /// shadow no longer wanted ends, the live version swaps, new candidates
-    /// start. Blocking. Returns the status to report.
+    /// candidates it must swap to at once are loaded (gated), the live
+    /// version swaps, then a canary or shadow no longer wanted ends and new
+    /// ones start; versions the state no longer wants leave the store.
+    /// Blocking. Returns the status to report.
     fn swap(&self, name: &str, desired: &DesiredState, mut failed: BTreeMap<String, String>) -> PluginStatus {
         let mut loaded = Vec::new();
         let hot: Vec<&str> = [desired.live.as_deref(), desired.staged.as_deref(), desired.shadow.as_deref()]
@@ -523,11 +595,14 @@ impl Replica {
                 failed.entry(digest.to_owned()).or_insert_with(|| "pull: not installed yet".into());
                 continue;
             };
-            if hot.contains(&digest)
-                && let Err(e) = self.admin.prepare(name, &version)
-            {
-                failed.insert(digest.to_owned(), format!("gate: {e}"));
-                continue;
+            // Candidates are held loaded; rollback targets need only have
+            // passed the gate here once (a rollback loads them again).
+            if hot.contains(&digest) || !self.gated(digest) {
+                if let Err(e) = self.admin.prepare(name, &version) {
+                    failed.insert(digest.to_owned(), format!("gate: {e}"));
+                    continue;
+                }
+                self.mark_gated(digest);
             }
             loaded.push(digest.to_owned());
         }
@@ -535,6 +610,24 @@ impl Replica {
             tracing::error!(plugin = %name, "fleet: {what} {digest}: {e}");
             failed.insert(digest.to_owned(), format!("swap: {what}: {e}"));
         };
+        // Live first: a promoted canary's keys never pass through the old
+        // version (the registry ends a canary whose version goes live).
+        if let Some(digest) = &desired.live
+            && let Some(version) = self.version_of(name, digest)
+        {
+            let serving = self.registry.get(name).map(|v| v.manifest().version.clone());
+            if serving.as_deref() != Some(version.as_str()) {
+                match self.admin.activate(name, &version) {
+                    Ok(swap) => tracing::info!(
+                        plugin = %name,
+                        "fleet: {name}@{version} is live (was {})",
+                        swap.previous.as_deref().unwrap_or("nothing")
+                    ),
+                    Err(e) => fail(digest, "activating", e),
+                }
+            }
+        }
+        let live_version = self.registry.get(name).map(|v| v.manifest().version.clone());
         let canary = desired.canary.as_ref().and_then(|c| {
             let version = self.version_of(name, &c.digest)?;
             let key = match RouteKey::parse(&c.key) {
@@ -546,7 +639,12 @@ impl Replica {
             };
             Some((c, version, key))
         });
-        let shadow = desired.shadow.as_ref().and_then(|d| Some((d, self.version_of(name, d)?)));
+        // A shadow of the live version itself would only double its load.
+        let shadow = desired
+            .shadow
+            .as_ref()
+            .and_then(|d| Some((d, self.version_of(name, d)?)))
+            .filter(|(_, v)| live_version.as_ref() != Some(v));
         let entry = self.registry.entry(name);
         let running_canary = entry.as_ref().and_then(|e| e.canary.clone());
         let canary_same = match (&running_canary, &canary) {
@@ -570,21 +668,6 @@ impl Replica {
         {
             fail("the shadow", "ending", e);
         }
-        if let Some(digest) = &desired.live
-            && let Some(version) = self.version_of(name, digest)
-        {
-            let serving = self.registry.get(name).map(|v| v.manifest().version.clone());
-            if serving.as_deref() != Some(version.as_str()) {
-                match self.admin.activate(name, &version) {
-                    Ok(swap) => tracing::info!(
-                        plugin = %name,
-                        "fleet: {name}@{version} is live (was {})",
-                        swap.previous.as_deref().unwrap_or("nothing")
-                    ),
-                    Err(e) => fail(digest, "activating", e),
-                }
-            }
-        }
         if let Some((c, version, key)) = canary
             && !canary_same
         {
@@ -601,19 +684,62 @@ impl Replica {
                 Err(e) => fail(digest, "starting the shadow", e),
             }
         }
+        self.forget_unwanted(name, desired);
         let live = self.registry.get(name).and_then(|v| self.digest_of(name, &v.manifest().version));
         PluginStatus { generation: desired.generation, live, loaded, failed }
     }
 
+    /// Removes from the store (and from memory) this plugin's versions the
+    /// state no longer wants — superseded stages, rollback targets past the
+    /// kept ones — unless one still serves. Bounded disk and memory over any
+    /// number of rollouts; a digest staged again is pulled again.
+    fn forget_unwanted(&self, name: &str, desired: &DesiredState) {
+        let wanted = desired.wanted();
+        let serving: Vec<String> = self
+            .registry
+            .entry(name)
+            .map(|e| {
+                std::iter::once(&e.live)
+                    .chain(e.canary.as_ref().map(|c| &c.version))
+                    .chain(e.shadow.as_ref().map(|s| &s.version))
+                    .map(|v| v.manifest().version.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let unwanted: Vec<(String, String)> = self
+            .inner()
+            .applied
+            .digests
+            .iter()
+            .filter(|(d, k)| k.name == name && !wanted.contains(&d.as_str()) && !serving.contains(&k.version))
+            .map(|(d, k)| (d.clone(), k.version.clone()))
+            .collect();
+        for (digest, version) in unwanted {
+            match self.admin.delete(name, &version) {
+                Ok(()) | Err(AdminError::Store(StoreError::NotFound { .. })) => {
+                    tracing::info!(plugin = %name, "fleet: removed {name}@{version} ({digest}): no longer wanted");
+                    self.inner().applied.digests.remove(&digest);
+                }
+                Err(e) => tracing::warn!(plugin = %name, "fleet: removing {name}@{version}: {e}"),
+            }
+        }
+    }
+
     /// Publishes the status under the lease, granting one first if needed.
-    async fn publish(&self, keeper: &mut Option<Keeper>) {
-        let lease = *self.lease.lock().unwrap_or_else(|p| p.into_inner());
-        let lease = match lease {
+    async fn publish(&self) {
+        let mut reporting = self.report.lock().await;
+        self.publish_locked(&mut reporting).await;
+    }
+
+    async fn publish_locked(&self, reporting: &mut Reporting) {
+        if self.leaving.load(Ordering::Relaxed) {
+            return;
+        }
+        let lease = match reporting.lease {
             Some(l) => l,
             None => match self.etcd.grant(self.config.lease_ttl).await {
                 Ok(l) => {
-                    *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);
-                    *keeper = None;
+                    *reporting = Reporting { lease: Some(l), keeper: None };
                     l
                 }
                 Err(e) => {
@@ -625,27 +751,47 @@ impl Replica {
         if let Err(e) = self.etcd.report(&self.status(), lease).await {
             tracing::warn!("fleet: cannot report this replica's status: {e}");
             // The lease may be gone (expired while cut off): grant a new one next time.
-            *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            *reporting = Reporting::default();
         }
     }
 
-    /// Renews the lease; if it is gone, grants a new one and reports again.
-    async fn keep_alive(&self, keeper: &mut Option<Keeper>) {
-        let lease = *self.lease.lock().unwrap_or_else(|p| p.into_inner());
-        let alive = match lease {
-            Some(l) => matches!(self.etcd.keep_alive(l, keeper).await, Ok(true)),
-            None => false,
-        };
-        if !alive {
-            *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            self.publish(keeper).await;
+    /// Every third of the lease's TTL: renews it, bounded by the etcd
+    /// timeout; if it is gone (expired while cut off) or etcd does not
+    /// answer, grants a new one and reports again.
+    async fn keep_reporting(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.config.lease_ttl / 3).await;
+            if self.leaving.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut reporting = self.report.lock().await;
+            let alive = match reporting.lease {
+                Some(l) => {
+                    let renewed = tokio::time::timeout(
+                        self.config.etcd_timeout,
+                        self.etcd.keep_alive(l, &mut reporting.keeper),
+                    )
+                    .await;
+                    matches!(renewed, Ok(Ok(true)))
+                }
+                None => false,
+            };
+            if !alive {
+                *reporting = Reporting::default();
+                self.publish_locked(&mut reporting).await;
+            }
         }
     }
 
-    /// Withdraws this replica's report (revokes its lease). Called at shutdown,
-    /// so an activation in the meantime does not wait for a replica that is gone.
+    /// Withdraws this replica's report (revokes its lease) and reports
+    /// nothing more. Called at shutdown, so an activation in the meantime
+    /// does not wait for a replica that is gone.
     pub async fn leave(&self) {
-        let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.leaving.store(true, Ordering::Relaxed);
+        let lease = match tokio::time::timeout(Duration::from_secs(1), self.report.lock()).await {
+            Ok(mut reporting) => reporting.lease.take(),
+            Err(_) => None,
+        };
         if let Some(lease) = lease {
             match tokio::time::timeout(Duration::from_secs(1), self.etcd.revoke(lease)).await {
                 Ok(Ok(())) => tracing::info!("fleet: report withdrawn"),
