@@ -17,15 +17,15 @@
 #
 # Then the cost of fleet mode on the request path: one replica served with
 # and without --fleet-etcd, closed-loop hammer straight at it, ALTERNATE
-# rounds each; the ratio of median req/s.
+# pairs of rounds (off, then on); the median of the pairs' ratios.
 #
-#   benches/fleet.sh                            # ROUNDS=20, release build
+#   benches/fleet.sh                            # ROUNDS=20 ALTERNATE=5, release build
 #   ROUNDS=3 PROFILE=dev benches/fleet.sh       # the short CI pass (.ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-20}
-ALTERNATE=${ALTERNATE:-3}
+ALTERNATE=${ALTERNATE:-5}
 RATIO_SECONDS=${RATIO_SECONDS:-5}
 PROFILE=${PROFILE:-release}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/scorehost-target}"

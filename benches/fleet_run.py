@@ -381,8 +381,12 @@ def report():
         "rps_fleet_on": [round(r) for r in rates["on"]] if "rates" in globals() else None,
         "failures": failures,
     }
-    if "rates" in globals() and rates["off"] and rates["on"]:
-        summary["on_off_ratio"] = round(statistics.median(rates["on"]) / statistics.median(rates["off"]), 4)
+    if "rates" in globals() and rates["off"] and len(rates["on"]) == len(rates["off"]):
+        # Each "on" round runs right after its "off" round: the median of the
+        # pairs' ratios cancels most of the machine's drift between rounds.
+        pairs = [on / off for on, off in zip(rates["on"], rates["off"])]
+        summary["on_off_ratio"] = round(statistics.median(pairs), 4)
+        summary["on_off_pair_ratios"] = [round(r, 3) for r in pairs]
     print(json.dumps(summary, indent=2))
     for p in procs:
         if p.poll() is None:
