@@ -3,6 +3,8 @@
 //! The library is in layers, each a folder that imports only from the
 //! layers below it (`tests/all/layers.rs` checks this):
 //!
+//! 0. [`state`] — real-time state for plugins: the exact window semantics
+//!    and the data structures the state backends are built on;
 //! 1. [`sandbox`] — one guest call: the engine, budgets, host imports,
 //!    instances, traps, pre-initialisation snapshots and the compiled cache;
 //! 2. [`version`] — one plugin version: its manifest, loading, JSON ↔ rows
@@ -20,6 +22,7 @@ pub mod control;
 pub mod http;
 pub mod sandbox;
 pub mod serving;
+pub mod state;
 pub mod version;
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! The library's layers, checked from its source: each folder of
-//! `runtime/src` imports only from the folders below it (sandbox < version <
+//! `runtime/src` imports only from the folders below it (state < sandbox < version <
 //! serving < control < http), and no module imports, directly or round a
 //! circle, a module that imports it. A reference is a `crate::…` path, or a
 //! `super::sibling` path in a file at the top of a layer folder, outside
@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The layer folders, lowest first.
-const LAYERS: [&str; 5] = ["sandbox", "version", "serving", "control", "http"];
+const LAYERS: [&str; 6] = ["state", "sandbox", "version", "serving", "control", "http"];
 
 /// One module of the check: a layer and the file or folder directly in it
 /// (`version::plugin` covers `version/plugin.rs` and `version/plugin/*`).
