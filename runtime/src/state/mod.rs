@@ -5,9 +5,11 @@
 //! window semantics, which the sandbox's host import and the backends (in
 //! process, Redis) build on. docs/state-design.md has the design.
 //!
-//! Built so far: [`window`] (the tile ladder and what a window covers) and
+//! Built so far: [`window`] (the tile ladder and what a window covers),
 //! [`tiles`] (one entity's per-tile count, sum and max, and reading a window
-//! from them).
+//! from them) and [`hll`] (distinct counts, the same numbers as Redis's
+//! `PFCOUNT`).
 
+pub mod hll;
 pub mod tiles;
 pub mod window;
