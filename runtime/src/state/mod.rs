@@ -7,9 +7,11 @@
 //!
 //! Built so far: [`window`] (the tile ladder and what a window covers),
 //! [`tiles`] (one entity's per-tile count, sum and max, and reading a window
-//! from them) and [`hll`] (distinct counts, the same numbers as Redis's
-//! `PFCOUNT`).
+//! from them), [`hll`] (distinct counts, the same numbers as Redis's
+//! `PFCOUNT`) and [`memory`] (the in-process store: idempotency, late and
+//! future events, a per-plugin quota held by sampled LRU eviction).
 
 pub mod hll;
+pub mod memory;
 pub mod tiles;
 pub mod window;
