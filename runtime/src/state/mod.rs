@@ -9,9 +9,11 @@
 //! [`tiles`] (one entity's per-tile count, sum and max, and reading a window
 //! from them), [`hll`] (distinct counts, the same numbers as Redis's
 //! `PFCOUNT`) and [`memory`] (the in-process store: idempotency, late and
-//! future events, a per-plugin quota held by sampled LRU eviction).
+//! future events, a per-plugin quota held by sampled LRU eviction), and
+//! [`spec`] (a plugin's `[state]` table, checked at load).
 
 pub mod hll;
 pub mod memory;
+pub mod spec;
 pub mod tiles;
 pub mod window;

@@ -87,6 +87,9 @@ pub struct Manifest {
     /// Key/values handed to the plugin's `init`.
     #[serde(default)]
     pub config: toml::Table,
+    /// The real-time state the plugin keeps and reads (`[state]`), if any.
+    #[serde(default)]
+    pub state: Option<crate::state::spec::StateSpec>,
 }
 
 /// Why a `plugin.toml` is refused: each names the field (or, for TOML
@@ -132,6 +135,9 @@ pub enum ManifestError {
     /// `fallback.mode = "default"` without a finite `fallback.score`.
     #[error("fallback.mode = \"default\" needs fallback.score, a finite number")]
     FallbackScoreMissing,
+    /// A `[state]` field out of range or malformed.
+    #[error(transparent)]
+    State(#[from] crate::state::spec::SpecError),
 }
 
 impl Manifest {
@@ -160,7 +166,15 @@ impl Manifest {
         self.inputs.validate()?;
         self.breaker.validate()?;
         self.fallback.validate(self.world)?;
+        if let Some(state) = &self.state {
+            state.namespace(&self.name)?;
+        }
         Ok(())
+    }
+
+    /// The plugin's state namespace, from its validated `[state]` table.
+    pub fn state(&self) -> Option<crate::state::memory::Namespace> {
+        self.state.as_ref().map(|s| s.namespace(&self.name).expect("validated in Manifest::parse"))
     }
 
     /// The validated limits.
@@ -269,6 +283,21 @@ mod tests {
         let cfg = m.config_entries();
         assert!(cfg.contains(&("label".into(), "x".into())));
         assert!(cfg.contains(&("rates".into(), r#"{"EUR":1.1}"#.into())));
+    }
+
+    #[test]
+    fn a_state_table_is_checked_at_parse_time() {
+        let m = Manifest::parse(&format!("{GOOD}\n[state.aggregates.card]\nwindows = [\"10m\", \"24h\"]\n"))
+            .unwrap();
+        let ns = m.state().unwrap();
+        assert_eq!((ns.name.as_str(), ns.aggregates["card"].windows.len()), ("logreg", 2));
+        assert!(Manifest::parse(GOOD).unwrap().state().is_none());
+        let e =
+            Manifest::parse(&format!("{GOOD}\n[state.aggregates.card]\nwindows = [\"61m\"]\n")).unwrap_err();
+        assert!(
+            matches!(e, ManifestError::State(_)) && e.to_string().contains("state.aggregates.card.windows"),
+            "{e}"
+        );
     }
 
     #[test]
