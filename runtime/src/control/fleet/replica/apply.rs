@@ -97,12 +97,7 @@ impl Replica {
     }
 
     /// Pulls `digest`, checks it, and installs it through the gate. Returns its version.
-    async fn fetch(
-        self: &Arc<Self>,
-        name: &str,
-        repository: &str,
-        digest: &str,
-    ) -> Result<String, Failed> {
+    async fn fetch(self: &Arc<Self>, name: &str, repository: &str, digest: &str) -> Result<String, Failed> {
         let wait = self.config.pull_jitter.mul_f64(fastrand::f64());
         tokio::time::sleep(wait).await;
         let pulled = tokio::time::timeout(
