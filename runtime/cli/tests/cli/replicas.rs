@@ -263,6 +263,21 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
     assert_eq!((r1.serves(), r2.serves()), (Ok(V2.into()), Ok(V2.into())));
     let (code, body) = admin(&r1, "GET", "/admin/v1/fleet", None);
     assert_eq!((code, body["plugins"]["logreg"]["converged"].as_bool()), (200, Some(true)), "{body}");
+    // Bad fleet requests get typed errors, and change nothing.
+    for (path, body, want) in [
+        ("stage", json!({"reference": "not-a-reference"}), (400, "invalid_request")),
+        ("stage", json!({}), (400, "malformed_request")),
+        (
+            "canary",
+            json!({"digest": v2, "percent": 10, "key": "header:bad header"}),
+            (400, "invalid_request"),
+        ),
+        ("frobnicate", json!({}), (404, "not_found")),
+    ] {
+        let (code, answer) =
+            admin(&r1, "POST", &format!("/admin/v1/fleet/plugins/logreg/{path}"), Some(&body));
+        assert_eq!((code, answer["error"]["kind"].as_str().unwrap_or("")), want, "{path} {body}: {answer}");
+    }
 
     // A version whose gate fails everywhere goes live nowhere; each replica is named.
     assert_eq!(fleet(&etcd, &["stage", "logreg", &format!("{repo}@{bad}")]).0, 0);
@@ -328,6 +343,8 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
     // etcd is down: serving goes on, and a replica restarted serves what it applied.
     etcd.stop();
     assert_eq!(r2.serves(), Ok("0.1.0".into()));
+    let (code, body) = admin(&r2, "GET", "/admin/v1/fleet", None);
+    assert_eq!((code, body["error"]["kind"].as_str()), (503, Some("fleet_unavailable")), "{body}");
     r1.restart();
     let deadline = Instant::now() + Duration::from_secs(30);
     while r1.ready() != 200 {
@@ -373,6 +390,24 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    // A key that is not a valid state (written straight through etcd's JSON
+    // gateway): reading the fleet fails, typed; the replicas keep serving.
+    let b64 = |t: &str| {
+        let out =
+            Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        out.stdin.as_ref().unwrap().write_all(t.as_bytes()).unwrap();
+        String::from_utf8(out.wait_with_output().unwrap().stdout).unwrap()
+    };
+    let put = json!({"key": b64(&format!("{PREFIX}plugins/other")), "value": b64("not json")});
+    let (code, _) = curl("POST", &format!("http://{}/v3/kv/put", etcd.endpoint), Some(&put), None);
+    assert_eq!(code, 200);
+    let (code, body) = admin(&r1, "GET", "/admin/v1/fleet", None);
+    assert_eq!((code, body["error"]["kind"].as_str()), (500, Some("fleet_state_corrupt")), "{body}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!((r1.serves(), r2.serves()), (Ok("0.1.0".into()), Ok("0.1.0".into())));
+    assert!(r1.log().contains("plugins/other does not hold a valid plugin state"), "{}", r1.log());
 }
 
 #[test]
