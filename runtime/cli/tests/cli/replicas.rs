@@ -321,6 +321,11 @@ fn replicas_follow_the_fleet_through_rollouts_refusals_and_outages() {
     assert_eq!((code, json["state"]["live"].as_str()), (0, Some(v1.as_str())), "{err}");
     wait_status(&etcd, "convergence on the rollback", &[&r1, &r2], converged);
     assert_eq!((r1.serves(), r2.serves()), (Ok("0.1.0".into()), Ok("0.1.0".into())));
+    // The version rolled back from is no longer wanted: it left both stores.
+    for r in [&r1, &r2] {
+        assert!(!r.store.path().join("logreg").join(V2).exists(), "{V2} still in {}'s store", r.id);
+        assert!(r.store.path().join("logreg/0.1.0").exists());
+    }
 
     // A new replica with an empty store cannot pull the live version: up, but
     // not ready, saying why, so a load balancer sends it nothing.

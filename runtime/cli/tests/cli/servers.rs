@@ -48,27 +48,18 @@ impl Etcd {
     pub fn start(&mut self) {
         let c = format!("http://{}", self.endpoint);
         let p = format!("http://127.0.0.1:{}", self.peer);
-        let child = Command::new(&self.bin)
+        let mut child = Command::new(&self.bin);
+        child
             .args(["--name", "n1", "--data-dir"])
             .arg(self.dir.path().join("data"))
             .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
             .args(["--listen-peer-urls", &p, "--initial-advertise-peer-urls", &p])
             .args(["--initial-cluster", &format!("n1={p}"), "--initial-cluster-state", "new"])
-            .args(["--logger", "zap", "--log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.process = Some(Process(child));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+            .args(["--logger", "zap", "--log-level", "error"]);
+        self.process = Some(start_quietly(&mut child, &format!("etcd on {c}"), || {
             let out = Command::new("curl").args(["-sf", &format!("{c}/health")]).output();
-            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"true\"")) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "etcd did not become healthy on {c}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"true\""))
+        }));
     }
 
     /// Stops it (SIGTERM, waited for).
@@ -108,25 +99,28 @@ pub fn registry() -> Option<Registry> {
 impl Registry {
     /// Starts it (again, on the same port and storage) and waits until it answers.
     pub fn start(&mut self) {
-        let child = Command::new(&self.bin)
-            .arg("serve")
-            .arg(self.dir.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.process = Some(Process(child));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while get_status(&self.addr, "/v2/") != Some(200) {
-            assert!(Instant::now() < deadline, "docker-registry did not answer on {}", self.addr);
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let mut child = Command::new(&self.bin);
+        child.arg("serve").arg(self.dir.path().join("config.yml"));
+        let what = format!("docker-registry on {}", self.addr);
+        self.process = Some(start_quietly(&mut child, &what, || get_status(&self.addr, "/v2/") == Some(200)));
     }
 
     /// Stops it (SIGTERM, waited for).
     pub fn stop(&mut self) {
         self.process = None;
     }
+}
+
+/// Spawns `command` with its output discarded and waits (up to 20 s) until
+/// `answers`; the process is stopped by PID when the returned guard drops.
+fn start_quietly(command: &mut Command, what: &str, answers: impl Fn() -> bool) -> Process {
+    let process = Process(command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !answers() {
+        assert!(Instant::now() < deadline, "{what} did not answer within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    process
 }
 
 /// The status code of a plain GET, or `None` if nothing answers.
