@@ -24,8 +24,9 @@ pub mod extractor {
         export_macro_name: "export_extractor_world",
         default_bindings_module: "::scorehost_guest::bindings::extractor",
         with: {
-            "scorehost:plugin/types@0.1.1": super::scorer::scorehost::plugin::types,
-            "scorehost:plugin/log@0.1.1": super::scorer::scorehost::plugin::log,
+            "scorehost:plugin/types@0.1.2": super::scorer::scorehost::plugin::types,
+            "scorehost:plugin/log@0.1.2": super::scorer::scorehost::plugin::log,
+            "scorehost:plugin/state@0.1.2": super::scorer::scorehost::plugin::state,
         },
     });
 }

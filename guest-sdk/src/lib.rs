@@ -64,6 +64,11 @@
 //! nothing for it. A dense-vector model may override it to skip per-row work
 //! (see `plugins/gbdt`).
 //!
+//! Features from the recent history of a card, an e-mail or a device —
+//! counts and sums over sliding windows, distinct counts, offline lookups —
+//! come from the host's state store through [`state::exchange`] (contract
+//! 0.1.2; see `plugins/velocity`).
+//!
 //! Unit-test the logic natively with [`testing::Harness`] — no wasm needed
 //! (`Harness::of_scorer(Hello)` for a plugin without `init`);
 //! `Harness::score_batch` runs the frame path, to compare with `score`.
@@ -76,6 +81,7 @@ mod features;
 mod frame;
 pub mod log;
 mod metadata;
+pub mod state;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 

@@ -18,12 +18,18 @@
 //! - `handles`: stdout handles, never dropped — the table of 1,024 WASI
 //!   handles: `guest_trap`;
 //! - `clock-loop`: reads the monotonic clock, forever — `deadline_exceeded`;
+//! - `state-twice`: two state exchanges for one event — the second is refused
+//!   (`over-quota`), which it returns as an `internal` error naming it;
+//! - `state-loop`: state exchanges, forever — `deadline_exceeded`;
 //! - anything else, or absent: 0.5.
 //!
 //! Run: `cargo test -p scorehost --test all host_calls` (built by
 //! `plugins/artifacts`; never checked in as a binary).
 
+use std::hint::black_box;
+
 use scorehost_guest::prelude::*;
+use scorehost_guest::state;
 
 struct Abuser;
 
@@ -36,19 +42,32 @@ impl Scorer for Abuser {
             .description("Makes the host work for it through WASI and log calls.")
             .input(text("mode").doc(
                 "random-big | random-loop | insecure-loop | random-once | log-loop | \
-                 stdout-loop | stderr-loop | handles | clock-loop",
+                 stdout-loop | stderr-loop | handles | clock-loop | state-twice | state-loop",
             ))
     }
     fn score(&self, f: &Features) -> Result<Score> {
         let mode = f.text_opt("mode")?.unwrap_or("");
-        abuse(mode);
-        Ok(Score::new(0.5))
+        let ask = || state::exchange(&state::Request::new().observe(state::Observe::new("hits", "me")));
+        match mode {
+            "state-twice" => {
+                let first = ask().map_err(|e| PluginError::internal(format!("first exchange: {e}")))?;
+                let second =
+                    ask().map(|_| ()).map_err(|e| PluginError::internal(format!("second exchange: {e}")));
+                second.map(|()| Score::new(first.observed(0).window(0).count as f64))
+            }
+            "state-loop" => loop {
+                let _ = black_box(ask());
+            },
+            _ => {
+                abuse(mode);
+                Ok(Score::new(0.5))
+            }
+        }
     }
 }
 
 #[cfg(target_os = "wasi")]
 fn abuse(mode: &str) {
-    use std::hint::black_box;
     use std::io::Write;
     match mode {
         "random-big" => {

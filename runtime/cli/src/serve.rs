@@ -13,14 +13,23 @@ use scorehost::http::{App, CallMode, ServerConfig, server};
 use scorehost::serving::decisions::{DecisionLog, DecisionLogConfig};
 use scorehost::serving::pipeline::Pipelines;
 use scorehost::serving::registry::Registry;
+use scorehost::state::backend::Backend;
+use scorehost::state::memory::MemStore;
+use scorehost::state::redis::RedisStore;
 use scorehost::{PluginVersion, Runtime};
 
 /// The bundled examples `serve` loads when no `--plugins` is given.
-const EXAMPLES: &[&str] = &["txn-features", "logreg", "gbdt"];
+const EXAMPLES: &[&str] = &["txn-features", "velocity", "logreg", "fraud-scorer", "gbdt"];
 
-/// The pipeline served with the bundled examples.
+/// The pipelines served with the bundled examples: `fraud` scores a payment
+/// and its history (velocity, from the state store); `fraud-basic` the
+/// payment alone.
 const EXAMPLE_PIPELINES: &str = r#"
 [pipelines.fraud]
+extractors = ["txn-features", "velocity"]
+scorer = "fraud-scorer"
+
+[pipelines.fraud-basic]
 extractors = ["txn-features"]
 scorer = "logreg"
 "#;
@@ -115,9 +124,76 @@ pub struct ServeArgs {
     /// Rotated decision logs kept.
     #[arg(long, default_value_t = 5)]
     decision_log_keep: usize,
+    #[command(flatten)]
+    state: StateArgs,
     #[cfg(feature = "fleet")]
     #[command(flatten)]
     fleet: crate::fleet::FleetServeArgs,
+}
+
+/// Where plugins' real-time state lives (docs/state.md).
+#[derive(Debug, clap::Args)]
+pub struct StateArgs {
+    /// The state store: `memory` (this process; bounded per plugin by
+    /// `[state] memory_mib`), `redis://HOST:PORT/DB` (shared by every
+    /// replica), or `off` (every exchange answers unavailable).
+    #[arg(long = "state", id = "state", default_value = "memory")]
+    store: String,
+    /// Prefix of every Redis key scorehost writes or reads.
+    #[arg(long, default_value = "sh:")]
+    state_prefix: String,
+    /// Most milliseconds an exchange waits for Redis (never more than what
+    /// is left of the call's deadline).
+    #[arg(long, default_value_t = 10)]
+    state_timeout_ms: u64,
+    /// Offline features for the in-process store: a JSONL file of
+    /// `{"table": …, "entity": …, "fields": {"name": value, …}}`. With
+    /// Redis, batch jobs write `HSET <prefix>l:<table>:<entity> …` instead.
+    #[arg(long)]
+    state_lookups: Option<PathBuf>,
+}
+
+/// Opens the state store `args` names. Inside a tokio runtime (Redis's
+/// connection manager spawns its task); connects lazily.
+fn state_backend(args: &StateArgs) -> anyhow::Result<Backend> {
+    let backend = match args.store.as_str() {
+        "memory" => Backend::Memory(Arc::new(MemStore::new())),
+        "off" => Backend::Off,
+        url if url.starts_with("redis://") => {
+            let timeout = Duration::from_millis(args.state_timeout_ms.max(1));
+            Backend::Redis(Arc::new(RedisStore::connect(url, &args.state_prefix, timeout)?))
+        }
+        other => bail!("--state {other:?}: expected memory, off or a redis://host:port/db URL"),
+    };
+    if let Some(file) = &args.state_lookups {
+        let Backend::Memory(store) = &backend else {
+            bail!(
+                "--state-lookups fills the in-process store; with Redis, write the rows with HSET (docs/state.md)"
+            );
+        };
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let bad = || {
+                format!(
+                    "{} line {}: expected {{\"table\": …, \"entity\": …, \"fields\": {{…}}}}",
+                    file.display(),
+                    i + 1
+                )
+            };
+            let row: serde_json::Value = serde_json::from_str(line).with_context(bad)?;
+            let (Some(table), Some(entity), Some(fields)) =
+                (row["table"].as_str(), row["entity"].as_str(), row["fields"].as_object())
+            else {
+                bail!(bad());
+            };
+            let fields = fields.iter().map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k.clone(), s.clone()),
+                other => (k.clone(), other.to_string()),
+            });
+            store.put_lookup(table, entity, fields);
+        }
+    }
+    Ok(backend)
 }
 
 fn plugin_dirs(args: &ServeArgs) -> anyhow::Result<Vec<PathBuf>> {
@@ -209,7 +285,13 @@ pub fn run(runtime: &Arc<Runtime>, args: ServeArgs) -> anyhow::Result<()> {
     };
     let pipelines = Pipelines::parse(&pipelines_text(&args)?, &registry)
         .map_err(|e| anyhow::anyhow!("invalid pipelines: {e}"))?;
+    let state = {
+        let _tokio = rt.enter();
+        state_backend(&args.state)?
+    };
+    tracing::info!("state store: {}", args.state.store);
     let config = ServerConfig {
+        state,
         max_body_bytes: args.max_body_bytes,
         max_in_flight: args.max_in_flight,
         header_read_timeout: Duration::from_secs(args.header_timeout_secs),

@@ -33,6 +33,7 @@ use serde_json::{Map, Value as Json};
 use crate::sandbox::error::CallError;
 use crate::sandbox::safe_read::{self, ReadError};
 use crate::sandbox::world::World;
+use crate::state::{self, backend::Access};
 use crate::version::plugin::PluginVersion;
 
 /// The file name of a plugin's golden vectors, in its directory.
@@ -304,23 +305,32 @@ fn compare(v: &Vector, got: &Answer) -> Option<String> {
 
 /// Runs every vector on `version` under its production limits, twice (see the
 /// module docs). Blocking: call it from a loading thread, never an async worker.
+///
+/// Each pass runs the vectors in order against a scratch state store of its
+/// own, so a stateful plugin's vectors can express a sequence of events, the
+/// live state is never touched, and the second pass must answer exactly as
+/// the first.
 pub fn check(version: &PluginVersion, vectors: &[Vector]) -> Report {
     // Vectors may expect faults; they are not the version's record.
     let _paused = version.pause_breaker();
-    let first: Vec<(Answer, u64, Duration)> = vectors.iter().map(|v| run_one(version, v)).collect();
+    let pass = || {
+        state::backend::sync_scope(Access::scratch(), || {
+            vectors.iter().map(|v| run_one(version, v)).collect::<Vec<(Answer, u64, Duration)>>()
+        })
+    };
+    let first = pass();
+    let second = pass();
     let results = vectors
         .iter()
         .zip(first)
-        .map(|(v, (answer, fuel_used, elapsed))| {
+        .zip(second)
+        .map(|((v, (answer, fuel_used, elapsed)), (again, _, _))| {
             let mut failure = compare(v, &answer);
-            if failure.is_none() {
-                let (again, _, _) = run_one(version, v);
-                if again != answer {
-                    failure = Some(format!(
-                        "a second run answered differently ({again:?} after {answer:?}): the plugin keeps \
-                         state between calls"
-                    ));
-                }
+            if failure.is_none() && again != answer {
+                failure = Some(format!(
+                    "a second run answered differently ({again:?} after {answer:?}): the plugin keeps \
+                     state between calls"
+                ));
             }
             VectorResult { name: v.name.clone(), failure, fuel_used, elapsed }
         })

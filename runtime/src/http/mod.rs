@@ -27,6 +27,10 @@ pub use self::routing::Router;
 use crate::sandbox::error::CallError;
 use crate::serving::pipeline::Pipelines;
 use crate::serving::registry::Registry;
+use crate::state::{
+    self,
+    backend::{Access, Backend},
+};
 
 /// Where a wasm call runs.
 ///
@@ -79,6 +83,8 @@ pub struct ServerConfig {
     pub call_mode: CallMode,
     /// Where answered scores are logged (sampled), if anywhere.
     pub decisions: Option<Arc<crate::serving::decisions::DecisionLog>>,
+    /// The state store live and canary versions record into (shadows only read).
+    pub state: Backend,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +102,7 @@ impl Default for ServerConfig {
             drain_delay: Duration::ZERO,
             call_mode: CallMode::Async,
             decisions: None,
+            state: Backend::default(),
         }
     }
 }
@@ -182,10 +189,12 @@ impl App {
             CallMode::Blocking => {
                 let runtime = tokio::runtime::Handle::current();
                 let id = crate::sandbox::request_id::current();
+                let access = Access::current();
                 tokio::task::spawn_blocking(move || {
+                    let call = || state::backend::sync_scope(access, || runtime.block_on(call));
                     let result = match id {
-                        Some(id) => crate::sandbox::request_id::sync_scope(id, || runtime.block_on(call)),
-                        None => runtime.block_on(call),
+                        Some(id) => crate::sandbox::request_id::sync_scope(id, call),
+                        None => call(),
                     };
                     drop(permit);
                     result

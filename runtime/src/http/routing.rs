@@ -31,6 +31,7 @@ use super::error::ApiError;
 use super::handlers::{self, MetricLabel};
 use super::metrics::Label;
 use super::{App, ROUTES};
+use crate::state::{self, backend::Access};
 
 /// The request-id header, read and echoed.
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -213,7 +214,12 @@ impl Router {
     pub async fn handle(&self, req: Request<Body>) -> Response {
         let start = Instant::now();
         let id = request_id(req.headers());
-        let (route, mut response) = crate::sandbox::request_id::scope(id.clone(), self.dispatch(req)).await;
+        // Plugin calls made for a request serve traffic: they record into the
+        // live state (a shadow copy peeks, a golden gate uses a scratch store).
+        let live = Access::Live(self.app.config.state.clone());
+        let (route, mut response) =
+            crate::sandbox::request_id::scope(id.clone(), state::backend::scope(live, self.dispatch(req)))
+                .await;
         response.headers_mut().insert(REQUEST_ID, id);
         let plugin = response
             .extensions()

@@ -15,7 +15,11 @@ pub mod scorer {
         exports: { default: async },
         // `log` may stop the call: its bytes count against the call's fuel
         // and it refuses to run past the deadline (`host_budget.rs`).
-        imports: { default: trappable },
+        // `state.exchange` awaits the state store (Redis) on the async workers.
+        imports: {
+            "scorehost:plugin/state.exchange": async | trappable,
+            default: trappable,
+        },
     });
 }
 
@@ -28,6 +32,7 @@ pub mod extractor {
         with: {
             "scorehost:plugin/types": super::scorer::scorehost::plugin::types,
             "scorehost:plugin/log": super::scorer::scorehost::plugin::log,
+            "scorehost:plugin/state": super::scorer::scorehost::plugin::state,
         },
     });
 }
@@ -36,4 +41,5 @@ pub use scorer::exports::scorehost::plugin::frame_scorer;
 pub use scorer::exports::scorehost::plugin::scorer as scorer_exports;
 pub use scorer::scorehost::plugin::frames;
 pub use scorer::scorehost::plugin::log as wit_log;
+pub use scorer::scorehost::plugin::state as wit_state;
 pub use scorer::scorehost::plugin::types;

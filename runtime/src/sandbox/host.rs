@@ -28,18 +28,20 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::random::WasiRandomView;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::sandbox::bindings::wit_log;
+use crate::sandbox::bindings::{wit_log, wit_state};
 use crate::sandbox::error::LoadError;
 use crate::sandbox::host_budget::{HostBudget, MAX_RANDOM_BYTES, MAX_RESOURCES};
 use crate::sandbox::limits::MemoryLimiter;
 use crate::sandbox::stats::CallStats;
 use crate::sandbox::world::World;
+use crate::state::exchange::Namespace;
 
 /// Interfaces (without their `@version`) a component may import.
 pub const GRANTED_IMPORTS: &[&str] = &[
     "scorehost:plugin/log",
     "scorehost:plugin/types",
     "scorehost:plugin/frames",
+    "scorehost:plugin/state",
     "wasi:cli/environment",
     "wasi:cli/exit",
     "wasi:cli/stdin",
@@ -62,6 +64,9 @@ pub const GRANTED_IMPORTS: &[&str] = &[
     "wasi:filesystem/preopens",
 ];
 
+/// The `state` interface as the linker names it (contract 0.1.2).
+const STATE_INTERFACE: &str = "scorehost:plugin/state@0.1.2";
+
 /// How much of a guest's stderr a store keeps. A panic message fits many
 /// times over; past it, writes fail (and a Rust `eprintln!` would panic).
 const STDERR_CAPTURE: usize = 64 << 10;
@@ -79,7 +84,12 @@ pub struct HostState {
     /// `name@version` of the plugin, for log lines.
     pub plugin: Arc<str>,
     /// The version's statistics, which also hold its log-rate budget.
-    stats: Arc<CallStats>,
+    pub(crate) stats: Arc<CallStats>,
+    /// The plugin's `[state]` namespace; `None` during `init` (nothing is
+    /// reachable then) and for a plugin without one.
+    pub(crate) state: Option<Arc<Namespace>>,
+    /// State exchanges the current call may still make: one per event.
+    pub(crate) exchanges_left: u32,
     stderr: MemoryOutputPipe,
     log_lines: u32,
     /// The current call's deadline and fuel as host functions see them.
@@ -90,12 +100,14 @@ impl HostState {
     /// State for a call: no files, no environment, stderr captured. The
     /// plugin's log lines count against `stats`' rate limit. `wasi` grants
     /// more (the model directory, for `init`); without it the call's context
-    /// is built on first use.
+    /// is built on first use. `state` is the plugin's state namespace, for
+    /// calls (never for `init`).
     pub fn new(
         plugin: Arc<str>,
         stats: Arc<CallStats>,
         memory_limit: u64,
         wasi: Option<WasiCtxBuilder>,
+        state: Option<Arc<Namespace>>,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
         let budget = HostBudget::default();
@@ -107,6 +119,8 @@ impl HostState {
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
             stats,
+            state,
+            exchanges_left: 0,
             stderr,
             log_lines: 0,
             budget,
@@ -118,6 +132,7 @@ impl HostState {
     /// engine) and its `fuel`, for host functions to charge.
     pub(crate) fn start_call(&mut self, deadline: Option<Instant>, fuel: u64) {
         self.log_lines = 0;
+        self.exchanges_left = 0;
         self.budget.start(deadline, fuel);
     }
 
@@ -265,6 +280,23 @@ pub fn linker(engine: &Engine, io: HostIo) -> wasmtime::Result<Linker<HostState>
 
     let mut l = Linker::<HostState>::new(engine);
     wit_log::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
+    match io {
+        // `init` runs on a plain thread with synchronous calls, which cannot
+        // reach an async host function; nothing of the state store may reach
+        // the snapshot anyway, so during init an exchange is refused at once.
+        HostIo::Blocking => {
+            l.instance(STATE_INTERFACE)?.func_wrap(
+                "exchange",
+                |_, (_request,): (wit_state::Request,)| -> wasmtime::Result<_> {
+                    let refused = wit_state::StateError::Unavailable(
+                        "the state store is not reachable during init: exchange in score or extract".into(),
+                    );
+                    Ok((Err::<wit_state::Response, _>(refused),))
+                },
+            )?;
+        }
+        HostIo::Async => wit_state::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?,
+    }
 
     clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(&mut l, HostState::clocks)?;
     // Our own monotonic clock: `now` works, timers trap (the `Host` impl below).
@@ -344,6 +376,22 @@ pub fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadE
         .map(|(name, _)| name.to_owned())
         .collect();
     if ungranted.is_empty() { Ok(()) } else { Err(LoadError::UngrantedImport { imports: ungranted }) }
+}
+
+/// Rejects a component that imports `scorehost:plugin/state` when its
+/// manifest grants no state (`declared` false), naming the import.
+pub fn check_state_import(engine: &Engine, component: &Component, declared: bool) -> Result<(), LoadError> {
+    if declared {
+        return Ok(());
+    }
+    match component
+        .component_type()
+        .imports(engine)
+        .find(|(name, _)| name.split('@').next() == Some("scorehost:plugin/state"))
+    {
+        Some((name, _)) => Err(LoadError::StateNotDeclared { import: name.to_owned() }),
+        None => Ok(()),
+    }
 }
 
 /// Rejects a component that does not export the interface of `world`, listing

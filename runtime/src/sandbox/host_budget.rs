@@ -106,6 +106,13 @@ impl HostBudget {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// How long the call may still run; `None` without a deadline (an
+    /// unmetered engine). A host call that waits (the state store) waits at
+    /// most this long.
+    pub fn time_left(&self) -> Option<std::time::Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
     /// Charges one host call that handles `bytes` bytes: refuses it if the
     /// deadline passed or the call's fuel is spent by host work alone.
     pub fn charge(&mut self, bytes: u64) -> Result<(), HostStop> {
@@ -113,6 +120,12 @@ impl HostBudget {
             return Err(HostStop::Deadline);
         }
         self.add(HOST_CALL_FUEL.saturating_add(bytes))
+    }
+
+    /// Charges `bytes` a host call handled after it ran (a state store's
+    /// answer): fuel only, the deadline having been checked on entry.
+    pub fn charge_after(&mut self, bytes: u64) -> Result<(), HostStop> {
+        self.add(bytes)
     }
 
     /// Checks a per-call byte cap, naming the host function.

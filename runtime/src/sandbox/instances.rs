@@ -31,6 +31,7 @@ use crate::sandbox::limits::Limits;
 use crate::sandbox::stats::CallStats;
 use crate::sandbox::trap;
 use crate::sandbox::world::World;
+use crate::state::exchange::Namespace;
 
 /// The result of a successful call, with what it cost.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,7 +45,7 @@ pub struct Outcome<T> {
 }
 
 /// The optional batch interface of contract 0.1.1.
-const FRAME_SCORER: &str = "scorehost:plugin/frame-scorer@0.1.1";
+const FRAME_SCORER: &str = "scorehost:plugin/frame-scorer@0.1.2";
 
 /// The pre-instantiated component, typed by world.
 pub(crate) enum Pre {
@@ -149,6 +150,19 @@ pub(crate) enum Request<'a> {
     ExtractBatch(&'a [Row]),
 }
 
+impl Request<'_> {
+    /// The events (rows) the request carries: each may make one state exchange.
+    fn events(&self) -> u32 {
+        let n = match self {
+            Request::Describe => 0,
+            Request::Score(_) | Request::Extract(_) => 1,
+            Request::ScoreBatch(rows) | Request::ExtractBatch(rows) => rows.len(),
+            Request::ScoreFrame(frame) => frame.rows as usize,
+        };
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
 /// What the guest answered, by request.
 pub(crate) enum Answer {
     Describe(Metadata),
@@ -176,16 +190,19 @@ pub(crate) struct Instances {
     retired: AtomicBool,
     /// The version's call statistics; calls raise its memory high-water mark.
     pub(crate) stats: Arc<CallStats>,
+    /// The plugin's `[state]` namespace, handed to every instance's host state.
+    state: Option<Arc<Namespace>>,
 }
 
 impl Instances {
-    /// Instances of `pre`, living by `policy`.
+    /// Instances of `pre`, living by `policy`, reaching the state of `state`.
     pub(crate) fn new(
         engine: Arc<HostEngine>,
         pre: Pre,
         label: Arc<str>,
         memory_limit: u64,
         policy: InstancePolicy,
+        state: Option<Arc<Namespace>>,
     ) -> Self {
         // Calls run on the async workers and rarely yield, so about one call per
         // core is in flight at a time; a few spare cover bursts without pinning
@@ -201,6 +218,7 @@ impl Instances {
             max_idle: 2 * cores,
             retired: AtomicBool::new(false),
             stats: Arc::default(),
+            state,
         }
     }
 
@@ -218,7 +236,13 @@ impl Instances {
     /// A new store and instance. Its epoch callback yields to the executor at
     /// every tick and interrupts the guest when the call's ticks run out.
     async fn instantiate(&self, limits: Limits) -> Result<Warm, CallError> {
-        let state = HostState::new(self.label.clone(), self.stats.clone(), self.memory_limit, None);
+        let state = HostState::new(
+            self.label.clone(),
+            self.stats.clone(),
+            self.memory_limit,
+            None,
+            self.state.clone(),
+        );
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_callback(|mut cx| {
@@ -270,6 +294,7 @@ impl Instances {
             None => self.instantiate(limits).await?,
         };
         arm(&mut warm.store, self.engine.metered(), limits)?;
+        warm.store.data_mut().exchanges_left = request.events();
         // Time on a thread, summed over polls: a deadline hit after waiting
         // for a busy executor is the host's doing, not the plugin's.
         let mut ran = Duration::ZERO;

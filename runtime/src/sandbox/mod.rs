@@ -18,6 +18,7 @@ pub mod limits;
 pub mod request_id;
 pub mod safe_read;
 pub mod snapshot;
+pub mod state_import;
 pub mod stats;
 pub mod trap;
 pub mod world;

@@ -71,7 +71,7 @@ pub fn preinitialize(
     }
     let mut store = Store::new(
         engine.engine(),
-        HostState::new(input.plugin.clone(), Default::default(), input.memory_limit, Some(wasi)),
+        HostState::new(input.plugin.clone(), Default::default(), input.memory_limit, Some(wasi), None),
     );
     store.limiter(|s| &mut s.limiter);
     if engine.metered() {

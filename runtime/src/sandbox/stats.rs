@@ -29,7 +29,13 @@ pub struct CallStats {
     /// Set while lines are being dropped, so the host says so once per episode.
     log_dropping: AtomicBool,
     undeclared: AtomicU64,
+    /// State exchanges, and the failed ones by [`STATE_ERRORS`] kind.
+    state_exchanges: AtomicU64,
+    state_errors: [AtomicU64; STATE_ERRORS.len()],
 }
+
+/// The kinds of a failed state exchange, as `/metrics` labels them.
+pub const STATE_ERRORS: [&str; 5] = ["unavailable", "timeout", "over_quota", "denied", "invalid"];
 
 /// Plugin log lines one version may write per second, all its instances
 /// together, once its burst is spent.
@@ -58,6 +64,8 @@ impl Default for CallStats {
             log_dropped: AtomicU64::new(0),
             undeclared: AtomicU64::new(0),
             log_dropping: AtomicBool::new(false),
+            state_exchanges: AtomicU64::new(0),
+            state_errors: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -156,6 +164,30 @@ impl CallStats {
 
     /// Raises the memory high-water mark to `bytes` (the linear memory an
     /// instance held at the end of a call) if it is higher.
+    pub(crate) fn state_exchange(&self, error: Option<&crate::state::exchange::StateError>) {
+        use crate::state::exchange::StateError as E;
+        self.state_exchanges.fetch_add(1, Ordering::Relaxed);
+        let kind = match error {
+            None => return,
+            Some(E::Unavailable(_)) => 0,
+            Some(E::Timeout { .. }) => 1,
+            Some(E::OverQuota(_)) => 2,
+            Some(E::Denied(_)) => 3,
+            Some(_) => 4,
+        };
+        self.state_errors[kind].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// State exchanges the version's calls made.
+    pub fn state_exchanges(&self) -> u64 {
+        self.state_exchanges.load(Ordering::Relaxed)
+    }
+
+    /// Failed state exchanges of kind `STATE_ERRORS[i]`.
+    pub fn state_errors(&self, i: usize) -> u64 {
+        self.state_errors.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     pub(crate) fn memory(&self, bytes: u64) {
         self.memory_peak.fetch_max(bytes, Ordering::Relaxed);
     }

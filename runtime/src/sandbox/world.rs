@@ -25,8 +25,8 @@ impl World {
     /// contract version this host speaks.
     pub fn export_name(self) -> &'static str {
         match self {
-            World::Scorer => "scorehost:plugin/scorer@0.1.1",
-            World::Extractor => "scorehost:plugin/extractor@0.1.1",
+            World::Scorer => "scorehost:plugin/scorer@0.1.2",
+            World::Extractor => "scorehost:plugin/extractor@0.1.2",
         }
     }
 

@@ -22,6 +22,7 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::Semaphore;
 
 use crate::sandbox::error::CallError;
+use crate::state::{self, backend::Access};
 use crate::version::output::Scored;
 use crate::version::plugin::PluginVersion;
 
@@ -198,9 +199,11 @@ impl Shadow {
         let shadow = self.clone();
         // As the live request's work: the shadow's log lines carry its id.
         let id = crate::sandbox::request_id::current().unwrap_or(HeaderValue::from_static(""));
+        // A shadow reads the live state and writes nothing: it cannot double-count traffic.
+        let access = Access::current().for_shadow();
         tokio::spawn(async move {
-            let result =
-                crate::sandbox::request_id::scope(id, shadow.version.score_async(&features, None)).await;
+            let call = state::backend::scope(access, shadow.version.score_async(&features, None));
+            let result = crate::sandbox::request_id::scope(id, call).await;
             drop(permit);
             let result = result.and_then(|o| o.value.into_plugin_result());
             let (outcome, diff) = shadow.record(&live, result);

@@ -1,20 +1,25 @@
 //! The in-process state store: each plugin's aggregates in this process's
-//! memory, with the exact semantics of [`super::window`], idempotency keys,
-//! late and future events refused, and a memory quota per plugin enforced by
-//! evicting the least recently used entities (sampled, as Redis does). The
-//! default backend, so README's two commands need no Redis; it cannot share
-//! counts between replicas (that is the Redis backend's job).
+//! memory, with the semantics of [`super::exchange`] and [`super::window`],
+//! idempotency keys, and a memory quota per plugin enforced by evicting the
+//! least recently used entities (sampled, as Redis does). The default
+//! backend, so README's two commands need no Redis; it cannot share counts
+//! between replicas (that is the Redis backend's job). Lookup tables are
+//! filled by the operator ([`MemStore::put_lookup`], `serve --state-lookups`).
 //!
 //! The wall clock is passed in (`now_ms`), so tests and replays control it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use indexmap::IndexMap;
 
+use super::exchange::{
+    AggregateSpec, Answer, Mode, Namespace, Observation, Request, Response, StateError, Status, WindowAnswer,
+    check, timing,
+};
 use super::hll::Hll;
 use super::tiles::Tiles;
-use super::window::{Window, tile_of};
+use super::window::tile_of;
 
 /// How many entities one eviction round samples.
 const EVICTION_SAMPLE: usize = 16;
@@ -25,126 +30,24 @@ const TILE_BYTES: usize = 64;
 /// Bytes one remembered idempotency key costs besides the key.
 const DEDUPE_OVERHEAD: usize = 48;
 
-/// One aggregate a plugin declared: the windows it reads and whether it counts distinct items.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AggregateSpec {
-    /// The windows, in the order answers list them.
-    pub windows: Vec<Window>,
-    /// Whether observations carry an item whose distinct count is kept.
-    pub distinct: bool,
-}
-
-/// A plugin's state: its aggregates and the rules for them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Namespace {
-    /// The plugin's name: nobody else's observations land here.
-    pub name: String,
-    /// Aggregate name → its spec.
-    pub aggregates: BTreeMap<String, AggregateSpec>,
-    /// Observations older than `now − max_late` are `Late`.
-    pub max_late_ms: i64,
-    /// Observations newer than `now + max_future` are `Future`.
-    pub max_future_ms: i64,
-    /// How long an idempotency key is remembered.
-    pub dedupe_ms: i64,
-    /// Most bytes this plugin's state may hold.
-    pub quota_bytes: usize,
-}
-
-impl Namespace {
-    /// The oldest time an accepted read can reach, at `now`: `now − max_late − (W + T)` for the longest window.
-    fn horizon(&self, now_ms: i64) -> i64 {
-        let reach = self.aggregates.values().flat_map(|a| &a.windows).map(|w| w.length_ms + w.tile_ms).max();
-        now_ms - self.max_late_ms - reach.unwrap_or(0)
-    }
-}
-
-/// One observation of a call: an event of `entity` at `time_ms` worth `value`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observation {
-    /// The aggregate it counts in.
-    pub aggregate: String,
-    /// The entity (a card number's hash, an e-mail, a device id).
-    pub entity: String,
-    /// The event's own time, ms since the Unix epoch: the windows' reference time.
-    pub time_ms: i64,
-    /// What it adds to `sum` and offers to `max`.
-    pub value: i64,
-    /// For a distinct aggregate, the item counted (a card, for an e-mail's distinct cards).
-    pub item: Option<String>,
-    /// The event's id: a retried request with the same id counts once.
-    pub idempotency_key: Option<String>,
-}
-
-/// What happened to an observation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Counted, then read.
-    Recorded,
-    /// Its idempotency key was seen within the dedupe horizon: read, not counted again.
-    Duplicate,
-    /// Older than `max_late`: neither counted nor read.
-    Late,
-    /// Further ahead than `max_future`: neither counted nor read.
-    Future,
-}
-
-/// One window of an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WindowAnswer {
-    /// The window.
-    pub window: Window,
-    /// Observations in it.
-    pub count: u64,
-    /// Sum of their values.
-    pub sum: i128,
-    /// The largest value; `None` when empty.
-    pub max: Option<i64>,
-    /// Distinct items (HyperLogLog estimate), for a distinct aggregate.
-    pub distinct: Option<u64>,
-}
-
-/// The answer to one observation: its status and, unless late or future, its windows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// What happened to it.
-    pub status: Status,
-    /// One per declared window, in order; empty when late or future.
-    pub windows: Vec<WindowAnswer>,
-}
-
-/// Why an exchange was refused. Nothing of it was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StateError {
-    /// The plugin did not declare the aggregate.
-    #[error("aggregate `{0}` is not declared in the plugin's [state] table")]
-    UnknownAggregate(String),
-    /// The observation breaks a rule (no item for a distinct aggregate, a value out of range).
-    #[error("{0}")]
-    Invalid(String),
-    /// The plugin's state cannot fit its quota even after evicting everything else.
-    #[error("the plugin's state quota of {quota} bytes cannot hold this observation's entity")]
-    OverQuota {
-        /// The quota.
-        quota: usize,
-    },
-}
-
-/// The largest |value| accepted: sums stay exact in any store (Redis keeps
-/// them as 64-bit integers; 2^23 observations of 2^40 cannot overflow).
-pub const MAX_ABS_VALUE: i64 = 1 << 40;
-
-/// Every plugin's in-process state.
+/// Every plugin's in-process state, and the lookup tables.
 #[derive(Default)]
 pub struct MemStore {
     spaces: Mutex<HashMap<String, Arc<Mutex<Space>>>>,
+    /// Table → entity → field → value.
+    lookups: RwLock<HashMap<String, Table>>,
 }
+
+/// One offline table: entity → field → value.
+type Table = HashMap<String, HashMap<String, String>>;
+
+/// (aggregate, entity): one entity's key within a plugin's space.
+type EntityKey = (String, String);
 
 /// One plugin's state.
 #[derive(Default)]
 struct Space {
-    entities: IndexMap<(String, String), Entity>,
+    entities: IndexMap<EntityKey, Entity>,
     dedupe: HashMap<String, i64>,
     dedupe_prune_at: usize,
     bytes: usize,
@@ -165,7 +68,7 @@ impl Entity {
         Self { tiles: Tiles::new(&spec.windows), sketches: BTreeMap::new(), last_used: 0, bytes: 0 }
     }
 
-    fn weigh(&self, key: &(String, String)) -> usize {
+    fn weigh(&self, key: &EntityKey) -> usize {
         ENTITY_OVERHEAD
             + key.0.len()
             + key.1.len()
@@ -177,6 +80,44 @@ impl Entity {
         self.tiles.prune(horizon);
         self.sketches.retain(|&(level, tile), _| tile >= tile_of(horizon, level));
     }
+
+    /// The windows of `spec` at time `t`; `extra` (a shadow's fresh
+    /// observation, not recorded) is added as if it were.
+    fn read(&self, spec: &AggregateSpec, t: i64, extra: Option<&Observation>) -> Vec<WindowAnswer> {
+        spec.windows
+            .iter()
+            .map(|w| {
+                let mut s = self.tiles.read(w, t);
+                if let Some(o) = extra {
+                    s.count += 1;
+                    s.sum += i128::from(o.value);
+                    s.max = Some(s.max.map_or(o.value, |m| m.max(o.value)));
+                }
+                let distinct = spec.distinct.then(|| {
+                    let tiles = w.tiles_at(t);
+                    let sketches = self
+                        .sketches
+                        .range((w.tile_ms, *tiles.start())..=(w.tile_ms, *tiles.end()))
+                        .map(|(_, h)| h);
+                    match extra.and_then(|o| o.item.as_ref()) {
+                        None => Hll::count_union(sketches),
+                        Some(item) => {
+                            let mut union = Hll::default();
+                            sketches.for_each(|h| union.merge(h));
+                            union.add(item.as_bytes());
+                            union.count()
+                        }
+                    }
+                });
+                WindowAnswer { window: *w, count: s.count, sum: s.sum, max: s.max, distinct }
+            })
+            .collect()
+    }
+}
+
+/// The windows of an entity nobody has recorded yet.
+fn empty(spec: &AggregateSpec, t: i64, extra: Option<&Observation>) -> Vec<WindowAnswer> {
+    Entity::new(spec).read(spec, t, extra)
 }
 
 /// Usage figures for one plugin's state, for metrics.
@@ -201,63 +142,63 @@ impl MemStore {
         spaces.entry(name.to_owned()).or_default().clone()
     }
 
-    /// Records and reads `observations` of plugin `ns` at wall-clock time
-    /// `now_ms`: one answer per observation, in order. Every observation is
-    /// validated before any is recorded; an entity that cannot fit the quota
-    /// even alone fails the exchange at that observation (those before it
-    /// stay recorded, as they would in Redis).
-    pub fn observe(
+    /// Sets `fields` of `entity` in lookup table `table` (what a batch job
+    /// writes to Redis as `HSET sh:l:<table>:<entity> field value …`).
+    pub fn put_lookup(&self, table: &str, entity: &str, fields: impl IntoIterator<Item = (String, String)>) {
+        let mut lookups = self.lookups.write().unwrap_or_else(|p| p.into_inner());
+        lookups.entry(table.to_owned()).or_default().entry(entity.to_owned()).or_default().extend(fields);
+    }
+
+    /// Runs one exchange of plugin `ns` at wall-clock time `now_ms` (see
+    /// [`super::exchange`] for the semantics). The request is checked first;
+    /// an exchange whose entities cannot fit the quota even alone fails
+    /// (its observations stay recorded, as they would in Redis).
+    pub fn exchange(
         &self,
         ns: &Namespace,
         now_ms: i64,
-        observations: &[Observation],
-    ) -> Result<Vec<Answer>, StateError> {
-        for o in observations {
-            let spec = ns
-                .aggregates
-                .get(&o.aggregate)
-                .ok_or_else(|| StateError::UnknownAggregate(o.aggregate.clone()))?;
-            if spec.distinct && o.item.is_none() {
-                return Err(StateError::Invalid(format!(
-                    "aggregate `{}` counts distinct items: the observation needs an item",
-                    o.aggregate
-                )));
-            }
-            if o.value.unsigned_abs() >= MAX_ABS_VALUE as u64 {
-                return Err(StateError::Invalid(format!(
-                    "value {} is out of range: |value| must be below 2^40 (amounts in cents fit)",
-                    o.value
-                )));
-            }
-        }
+        request: &Request,
+        mode: Mode,
+    ) -> Result<Response, StateError> {
+        check(ns, request)?;
         let space = self.space(&ns.name);
         let mut space = lock(&space);
-        let duplicates = space.claim_keys(ns, now_ms, observations);
-        let horizon = ns.horizon(now_ms);
-        let mut answers = Vec::with_capacity(observations.len());
-        for o in observations {
-            let status = if o.time_ms < now_ms - ns.max_late_ms {
-                Status::Late
-            } else if o.time_ms > now_ms + ns.max_future_ms {
-                Status::Future
-            } else if o.idempotency_key.as_ref().is_some_and(|k| duplicates.contains(k)) {
-                Status::Duplicate
-            } else {
-                Status::Recorded
-            };
-            if matches!(status, Status::Late | Status::Future) {
-                answers.push(Answer { status, windows: Vec::new() });
-                continue;
-            }
-            let spec = &ns.aggregates[&o.aggregate];
-            let key = (o.aggregate.clone(), o.entity.clone());
-            space.tick += 1;
-            let tick = space.tick;
-            let entity = space.entities.entry(key.clone()).or_insert_with(|| Entity::new(spec));
-            let before = entity.bytes;
-            entity.last_used = tick;
-            entity.prune(horizon);
-            if status == Status::Recorded {
+        let accepted: Vec<bool> =
+            request.observe.iter().map(|o| timing(ns, now_ms, o.time_ms).is_none()).collect();
+        let keys = request
+            .observe
+            .iter()
+            .zip(&accepted)
+            .filter(|(_, ok)| **ok)
+            .filter_map(|(o, _)| o.idempotency_key.as_ref());
+        let duplicates = space.claim_keys(ns, now_ms, keys, mode);
+        let statuses: Vec<Status> = request
+            .observe
+            .iter()
+            .map(|o| match timing(ns, now_ms, o.time_ms) {
+                Some(s) => s,
+                None if o.idempotency_key.as_ref().is_some_and(|k| duplicates.contains(k)) => {
+                    Status::Duplicate
+                }
+                None => Status::Recorded,
+            })
+            .collect();
+        // Record everything first, then read: every answer sees the whole exchange.
+        let mut touched: Vec<EntityKey> = Vec::new();
+        if mode == Mode::Record {
+            let horizon = ns.horizon(now_ms);
+            for (o, status) in request.observe.iter().zip(&statuses) {
+                let spec = &ns.aggregates[&o.aggregate];
+                let key = (o.aggregate.clone(), o.entity.clone());
+                if *status != Status::Recorded {
+                    continue;
+                }
+                space.tick += 1;
+                let tick = space.tick;
+                let entity = space.entities.entry(key.clone()).or_insert_with(|| Entity::new(spec));
+                let before = entity.bytes;
+                entity.last_used = tick;
+                entity.prune(horizon);
                 entity.tiles.record(o.time_ms, o.value);
                 if let (true, Some(item)) = (spec.distinct, &o.item) {
                     for w in &spec.windows {
@@ -265,31 +206,46 @@ impl MemStore {
                         entity.sketches.entry((w.tile_ms, tile)).or_default().add(item.as_bytes());
                     }
                 }
+                entity.bytes = entity.weigh(&key);
+                let after = entity.bytes;
+                space.bytes = space.bytes + after - before;
+                if !touched.contains(&key) {
+                    touched.push(key);
+                }
             }
-            let windows = spec
-                .windows
-                .iter()
-                .map(|w| {
-                    let s = entity.tiles.read(w, o.time_ms);
-                    let distinct = spec.distinct.then(|| {
-                        let tiles = w.tiles_at(o.time_ms);
-                        Hll::count_union(
-                            entity
-                                .sketches
-                                .range((w.tile_ms, *tiles.start())..=(w.tile_ms, *tiles.end()))
-                                .map(|(_, h)| h),
-                        )
-                    });
-                    WindowAnswer { window: *w, count: s.count, sum: s.sum, max: s.max, distinct }
-                })
-                .collect();
-            entity.bytes = entity.weigh(&key);
-            let after = entity.bytes;
-            space.bytes = space.bytes + after - before;
-            space.evict(ns.quota_bytes, &key)?;
-            answers.push(Answer { status, windows });
         }
-        Ok(answers)
+        let mut response = Response::default();
+        for (o, status) in request.observe.iter().zip(&statuses) {
+            if matches!(status, Status::Late | Status::Future) {
+                response.observed.push(Answer { status: *status, windows: Vec::new() });
+                continue;
+            }
+            let extra = (mode == Mode::Peek && *status == Status::Recorded).then_some(o);
+            let windows = space.read(ns, &o.aggregate, &o.entity, o.time_ms, extra, mode);
+            response.observed.push(Answer { status: *status, windows });
+        }
+        for q in &request.query {
+            let answer = match timing(ns, now_ms, q.time_ms) {
+                Some(status) => Answer { status, windows: Vec::new() },
+                None => Answer {
+                    status: Status::Read,
+                    windows: space.read(ns, &q.aggregate, &q.entity, q.time_ms, None, mode),
+                },
+            };
+            response.queried.push(answer);
+        }
+        drop(space);
+        if !request.lookups.is_empty() {
+            let tables = self.lookups.read().unwrap_or_else(|p| p.into_inner());
+            for l in &request.lookups {
+                let row = tables.get(&l.table).and_then(|t| t.get(&l.entity));
+                response.lookups.push(l.fields.iter().map(|f| row.and_then(|r| r.get(f)).cloned()).collect());
+            }
+        }
+        if !touched.is_empty() {
+            lock(&self.space(&ns.name)).evict(ns.quota_bytes, &touched)?;
+        }
+        Ok(response)
     }
 
     /// What plugin `name`'s state holds now.
@@ -301,12 +257,45 @@ impl MemStore {
 }
 
 impl Space {
-    /// Remembers this exchange's idempotency keys; returns those already
-    /// remembered (within the dedupe horizon): their observations are duplicates.
-    fn claim_keys(&mut self, ns: &Namespace, now_ms: i64, observations: &[Observation]) -> Vec<String> {
+    /// Reads `aggregate`'s windows for `entity` at `t`; a read in
+    /// [`Mode::Record`] counts as a use for eviction.
+    fn read(
+        &mut self,
+        ns: &Namespace,
+        aggregate: &str,
+        entity: &str,
+        t: i64,
+        extra: Option<&Observation>,
+        mode: Mode,
+    ) -> Vec<WindowAnswer> {
+        let spec = &ns.aggregates[aggregate];
+        let key = (aggregate.to_owned(), entity.to_owned());
+        self.tick += 1;
+        let tick = self.tick;
+        match self.entities.get_mut(&key) {
+            Some(e) => {
+                if mode == Mode::Record {
+                    e.last_used = tick;
+                }
+                e.read(spec, t, extra)
+            }
+            None => empty(spec, t, extra),
+        }
+    }
+
+    /// Claims this exchange's idempotency `keys` (in [`Mode::Peek`], only
+    /// looks); returns those already claimed within the dedupe horizon:
+    /// their observations are duplicates.
+    fn claim_keys<'a>(
+        &mut self,
+        ns: &Namespace,
+        now_ms: i64,
+        keys: impl Iterator<Item = &'a String>,
+        mode: Mode,
+    ) -> Vec<String> {
         let mut duplicates = Vec::new();
         let mut fresh: Vec<&String> = Vec::new();
-        for key in observations.iter().filter_map(|o| o.idempotency_key.as_ref()) {
+        for key in keys {
             if duplicates.contains(key) || fresh.contains(&key) {
                 continue;
             }
@@ -314,6 +303,9 @@ impl Space {
                 Some(&until) if until > now_ms => duplicates.push(key.clone()),
                 _ => fresh.push(key),
             }
+        }
+        if mode == Mode::Peek {
+            return duplicates;
         }
         for key in fresh {
             if self.dedupe.insert(key.clone(), now_ms + ns.dedupe_ms).is_none() {
@@ -332,21 +324,28 @@ impl Space {
     }
 
     /// Evicts the least recently used of a sample of entities until the
-    /// space is within `quota`, never `current` while another remains.
-    fn evict(&mut self, quota: usize, current: &(String, String)) -> Result<(), StateError> {
+    /// space is within `quota`, never one of `current` (the exchange's own)
+    /// while another remains; if only those remain, they go too and the
+    /// exchange fails as over quota.
+    fn evict(&mut self, quota: usize, current: &[EntityKey]) -> Result<(), StateError> {
         while self.bytes > quota {
-            let others = self.entities.len().saturating_sub(1);
-            if others == 0 {
-                let gone = self.entities.shift_remove(current).map_or(0, |e| e.bytes);
-                self.bytes -= gone;
-                self.evictions += 1;
-                return Err(StateError::OverQuota { quota });
+            if self.entities.keys().all(|k| current.contains(k)) {
+                for key in current {
+                    if let Some(e) = self.entities.shift_remove(key) {
+                        self.bytes -= e.bytes;
+                        self.evictions += 1;
+                    }
+                }
+                return Err(StateError::OverQuota(format!(
+                    "the plugin's in-process state quota of {quota} bytes cannot hold this exchange's entities \
+                     ([state] memory_mib)"
+                )));
             }
             let mut victim: Option<(usize, u64)> = None;
             for _ in 0..EVICTION_SAMPLE.min(self.entities.len()) {
                 let i = fastrand::usize(..self.entities.len());
                 let (key, e) = self.entities.get_index(i).expect("in range");
-                if key != current && victim.is_none_or(|(_, t)| e.last_used < t) {
+                if !current.contains(key) && victim.is_none_or(|(_, t)| e.last_used < t) {
                     victim = Some((i, e.last_used));
                 }
             }
@@ -366,8 +365,19 @@ fn lock(space: &Mutex<Space>) -> MutexGuard<'_, Space> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::window::MINUTE_MS;
+    use crate::state::window::{MINUTE_MS, Window};
     use proptest::prelude::*;
+
+    /// Records `observations` in one exchange; their answers.
+    fn observe(
+        store: &MemStore,
+        ns: &Namespace,
+        now: i64,
+        observations: &[Observation],
+    ) -> Result<Vec<Answer>, StateError> {
+        let request = Request { observe: observations.to_vec(), ..Request::default() };
+        store.exchange(ns, now, &request, Mode::Record).map(|r| r.observed)
+    }
 
     const NOW: i64 = 1_796_214_896_000;
 
@@ -379,6 +389,7 @@ mod tests {
                 ("card".into(), AggregateSpec { windows: windows(&["10m", "1h", "24h"]), distinct: false }),
                 ("email_cards".into(), AggregateSpec { windows: windows(&["24h"]), distinct: true }),
             ]),
+            lookups: vec!["card_stats".into()],
             max_late_ms: 1440 * MINUTE_MS,
             max_future_ms: 5 * MINUTE_MS,
             dedupe_ms: 15 * MINUTE_MS,
@@ -413,7 +424,7 @@ mod tests {
                 card.idempotency_key = None;
                 let mut email = obs("email_cards", &format!("e{entity}"), t, 0);
                 email.item = Some(format!("card{item}"));
-                let answers = store.observe(&space, NOW, &[card, email]).unwrap();
+                let answers = observe(&store, &space, NOW, &[card, email]).unwrap();
                 seen.push((entity, t, value, item));
                 for (w, got) in space.aggregates["card"].windows.iter().zip(&answers[0].windows) {
                     let tiles = w.tiles_at(t);
@@ -443,12 +454,12 @@ mod tests {
         let space = ns(1 << 20);
         let mut o = obs("card", "c1", NOW, 1250);
         o.idempotency_key = Some("evt-1".into());
-        let first = store.observe(&space, NOW, std::slice::from_ref(&o)).unwrap();
-        let retry = store.observe(&space, NOW + 1000, std::slice::from_ref(&o)).unwrap();
+        let first = observe(&store, &space, NOW, std::slice::from_ref(&o)).unwrap();
+        let retry = observe(&store, &space, NOW + 1000, std::slice::from_ref(&o)).unwrap();
         assert_eq!((first[0].status, retry[0].status), (Status::Recorded, Status::Duplicate));
         assert_eq!(retry[0].windows[0].count, 1, "read, not counted again");
         assert_eq!(retry[0].windows, first[0].windows);
-        let later = store.observe(&space, NOW + 16 * MINUTE_MS, std::slice::from_ref(&o)).unwrap();
+        let later = observe(&store, &space, NOW + 16 * MINUTE_MS, std::slice::from_ref(&o)).unwrap();
         assert_eq!(
             (later[0].status, later[0].windows[2].count),
             (Status::Recorded, 2),
@@ -462,15 +473,15 @@ mod tests {
         let space = ns(1 << 20);
         let late = obs("card", "c1", NOW - 1441 * MINUTE_MS, 5);
         let future = obs("card", "c1", NOW + 6 * MINUTE_MS, 5);
-        let a = store.observe(&space, NOW, &[late, future]).unwrap();
+        let a = observe(&store, &space, NOW, &[late, future]).unwrap();
         assert_eq!((a[0].status, a[1].status), (Status::Late, Status::Future));
         assert!(a[0].windows.is_empty() && a[1].windows.is_empty());
         assert_eq!(store.usage("velocity").entities, 0);
-        let e = store.observe(&space, NOW, &[obs("nope", "x", NOW, 1)]).unwrap_err();
-        assert_eq!(e, StateError::UnknownAggregate("nope".into()));
-        let e = store.observe(&space, NOW, &[obs("email_cards", "x", NOW, 1)]).unwrap_err();
+        let e = observe(&store, &space, NOW, &[obs("nope", "x", NOW, 1)]).unwrap_err();
+        assert!(matches!(&e, StateError::Denied(m) if m.contains("`nope`")), "{e}");
+        let e = observe(&store, &space, NOW, &[obs("email_cards", "x", NOW, 1)]).unwrap_err();
         assert!(e.to_string().contains("needs an item"), "{e}");
-        let e = store.observe(&space, NOW, &[obs("card", "x", NOW, 1 << 41)]).unwrap_err();
+        let e = observe(&store, &space, NOW, &[obs("card", "x", NOW, 1 << 41)]).unwrap_err();
         assert!(e.to_string().contains("2^40"), "{e}");
     }
 
@@ -481,20 +492,137 @@ mod tests {
         let space = ns(quota);
         // A hot entity, touched between every cold one.
         for i in 0..5000 {
-            store.observe(&space, NOW, &[obs("card", &format!("cold-{i}"), NOW, 1)]).unwrap();
-            store.observe(&space, NOW, &[obs("card", "hot", NOW, 1)]).unwrap();
+            observe(&store, &space, NOW, &[obs("card", &format!("cold-{i}"), NOW, 1)]).unwrap();
+            observe(&store, &space, NOW, &[obs("card", "hot", NOW, 1)]).unwrap();
             assert!(store.usage("velocity").bytes <= quota);
         }
         let usage = store.usage("velocity");
         assert!(usage.evictions > 4000 && usage.entities < 1000, "{usage:?}");
-        let hot = store.observe(&space, NOW, &[obs("card", "hot", NOW, 1)]).unwrap();
+        let hot = observe(&store, &space, NOW, &[obs("card", "hot", NOW, 1)]).unwrap();
         assert_eq!(hot[0].windows[0].count, 5001, "the hot entity was never evicted");
-        let first = store.observe(&space, NOW, &[obs("card", "cold-0", NOW, 1)]).unwrap();
+        let first = observe(&store, &space, NOW, &[obs("card", "cold-0", NOW, 1)]).unwrap();
         assert_eq!(first[0].windows[0].count, 1, "the first cold entity was evicted long ago");
         // Another plugin's state is its own.
         let mut other = ns(quota);
         other.name = "other".into();
-        let o = store.observe(&other, NOW, &[obs("card", "hot", NOW, 1)]).unwrap();
+        let o = observe(&store, &other, NOW, &[obs("card", "hot", NOW, 1)]).unwrap();
         assert_eq!(o[0].windows[0].count, 1);
+    }
+}
+
+#[cfg(test)]
+mod exchange_tests {
+    use super::*;
+    use crate::state::exchange::{Lookup, Query};
+    use crate::state::window::{MINUTE_MS, Window};
+
+    const NOW: i64 = 1_796_214_896_000;
+
+    fn ns() -> Namespace {
+        let windows = |ws: &[&str]| ws.iter().map(|w| Window::parse(w).unwrap()).collect::<Vec<_>>();
+        Namespace {
+            name: "velocity".into(),
+            aggregates: BTreeMap::from([
+                ("card".into(), AggregateSpec { windows: windows(&["10m", "24h"]), distinct: false }),
+                ("email_cards".into(), AggregateSpec { windows: windows(&["24h"]), distinct: true }),
+            ]),
+            lookups: vec!["card_stats".into()],
+            max_late_ms: 1440 * MINUTE_MS,
+            max_future_ms: 5 * MINUTE_MS,
+            dedupe_ms: 15 * MINUTE_MS,
+            quota_bytes: 1 << 20,
+        }
+    }
+
+    fn event(i: usize, t: i64) -> Request {
+        Request {
+            observe: vec![
+                Observation {
+                    aggregate: "card".into(),
+                    entity: format!("card-{}", i % 3),
+                    time_ms: t,
+                    value: 100 + i as i64,
+                    item: None,
+                    idempotency_key: Some(format!("evt-{i}")),
+                },
+                Observation {
+                    aggregate: "email_cards".into(),
+                    entity: "a@example.com".into(),
+                    time_ms: t,
+                    value: 0,
+                    item: Some(format!("card-{}", i % 3)),
+                    idempotency_key: Some(format!("evt-{i}")),
+                },
+            ],
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn a_peek_answers_as_recording_would_and_writes_nothing() {
+        let (live, twin) = (MemStore::new(), MemStore::new());
+        for i in 0..20 {
+            let r = event(i, NOW - (20 - i as i64) * MINUTE_MS);
+            live.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
+            twin.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
+        }
+        for (i, fresh) in [(20, true), (19, false), (21, true)] {
+            let r = event(i, NOW);
+            let before = live.usage("velocity");
+            let peeked = live.exchange(&ns(), NOW, &r, Mode::Peek).unwrap();
+            assert_eq!(live.exchange(&ns(), NOW, &r, Mode::Peek).unwrap(), peeked, "a peek changes nothing");
+            assert_eq!(live.usage("velocity"), before);
+            let recorded = twin.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
+            assert_eq!(peeked, recorded, "event {i}");
+            let want = if fresh { Status::Recorded } else { Status::Duplicate };
+            assert_eq!(peeked.observed[0].status, want);
+            live.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
+        }
+    }
+
+    #[test]
+    fn queries_read_lookups_answer_and_grants_hold() {
+        let store = MemStore::new();
+        store.exchange(&ns(), NOW, &event(0, NOW - 1000), Mode::Record).unwrap();
+        store.put_lookup("card_stats", "card-0", [("chargeback_rate".into(), "0.012".into())]);
+        let request = Request {
+            query: vec![
+                Query { aggregate: "card".into(), entity: "card-0".into(), time_ms: NOW },
+                Query { aggregate: "card".into(), entity: "card-0".into(), time_ms: NOW - 1441 * MINUTE_MS },
+            ],
+            lookups: vec![Lookup {
+                table: "card_stats".into(),
+                entity: "card-0".into(),
+                fields: vec!["chargeback_rate".into(), "txn_90d".into()],
+            }],
+            ..Request::default()
+        };
+        let r = store.exchange(&ns(), NOW, &request, Mode::Record).unwrap();
+        assert_eq!((r.queried[0].status, r.queried[0].windows[0].count), (Status::Read, 1));
+        assert_eq!((r.queried[1].status, r.queried[1].windows.len()), (Status::Late, 0));
+        assert_eq!(r.lookups, vec![vec![Some("0.012".to_owned()), None]]);
+        let mut other = request.clone();
+        other.lookups[0].table = "device_stats".into();
+        let e = store.exchange(&ns(), NOW, &other, Mode::Record).unwrap_err();
+        assert!(matches!(&e, StateError::Denied(m) if m.contains("`device_stats`")), "{e}");
+        let too_many = Request { query: vec![request.query[0].clone(); 17], ..Request::default() };
+        let e = store.exchange(&ns(), NOW, &too_many, Mode::Record).unwrap_err();
+        assert!(matches!(&e, StateError::OverQuota(m) if m.contains("17 queries")), "{e}");
+        // Another plugin's namespace is its own: the same names read nothing.
+        let mut stranger = ns();
+        stranger.name = "stranger".into();
+        let r = store.exchange(&stranger, NOW, &request, Mode::Record).unwrap();
+        assert_eq!(r.queried[0].windows[0].count, 0);
+    }
+
+    #[test]
+    fn two_observations_of_one_exchange_on_one_entity_both_see_both() {
+        let store = MemStore::new();
+        let mut r = event(0, NOW);
+        r.observe[1] = r.observe[0].clone();
+        r.observe[1].idempotency_key = None;
+        let a = store.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
+        assert_eq!(a.observed[0].windows, a.observed[1].windows);
+        assert_eq!(a.observed[0].windows[0].count, 2);
     }
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::memory::{AggregateSpec, Namespace};
+use super::exchange::{AggregateSpec, Namespace};
 use super::window::{MAX_WINDOW_MS, Window};
 
 /// Most aggregates one plugin declares.
@@ -178,6 +178,7 @@ impl StateSpec {
         Ok(Namespace {
             name: plugin.to_owned(),
             aggregates,
+            lookups: self.lookups.clone(),
             max_late_ms,
             max_future_ms: duration_in("max_future", &self.max_future, 0, 3_600_000, "0s and 1h")?,
             dedupe_ms: duration_in("dedupe", &self.dedupe, 60_000, 86_400_000, "1m and 24h")?,

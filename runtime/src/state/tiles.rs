@@ -20,13 +20,15 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn add(&mut self, value: i64) {
+    /// Adds one observation of `value`.
+    pub(crate) fn add(&mut self, value: i64) {
         self.count += 1;
         self.sum += i128::from(value);
         self.max = Some(self.max.map_or(value, |m| m.max(value)));
     }
 
-    fn merge(&mut self, other: &Stats) {
+    /// Adds everything `other` holds.
+    pub(crate) fn merge(&mut self, other: &Stats) {
         self.count += other.count;
         self.sum += other.sum;
         self.max = match (self.max, other.max) {

@@ -173,7 +173,7 @@ impl Manifest {
     }
 
     /// The plugin's state namespace, from its validated `[state]` table.
-    pub fn state(&self) -> Option<crate::state::memory::Namespace> {
+    pub fn state(&self) -> Option<crate::state::exchange::Namespace> {
         self.state.as_ref().map(|s| s.namespace(&self.name).expect("validated in Manifest::parse"))
     }
 

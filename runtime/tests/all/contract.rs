@@ -66,7 +66,7 @@ fn a_0_1_0_plugin_loads_scores_and_batches() {
     let wasm = scorehost_plugin_artifacts::CONTRACT_0_1_0_WASM;
     assert!(names(wasm, "scorehost:plugin/scorer@0.1.0") && names(wasm, "scorehost:plugin/log@0.1.0"));
     assert!(!names(wasm, "@0.1.1") && !names(wasm, "frame-scorer"));
-    assert!(names(scorehost_plugin_artifacts::LOGREG_WASM, "scorehost:plugin/frame-scorer@0.1.1"));
+    assert!(names(scorehost_plugin_artifacts::LOGREG_WASM, "scorehost:plugin/frame-scorer@0.1.2"));
     let v = load("contract-0-1-0");
     assert_eq!(v.score(&obj(json!({"x": 1.5})), None).unwrap().value.score, 3.0);
     let rows = [json!({"x": 1.0}), json!({"x": -1.0}), json!({}), json!({"x": 4.0})];
@@ -76,6 +76,29 @@ fn a_0_1_0_plugin_loads_scores_and_batches() {
     assert_eq!(out[1].as_ref().unwrap_err().kind(), ErrorKind::InvalidInput, "the plugin's own refusal");
     assert_eq!(out[2].as_ref().unwrap_err().kind(), ErrorKind::InvalidInput, "the host's: x is required");
     assert_eq!(out[3].as_ref().unwrap().score, 8.0);
+}
+
+#[test]
+fn a_0_1_1_plugin_loads_and_extracts_and_plugins_without_state_do_not_import_it() {
+    // It really is a 0.1.1 component: no 0.1.2 name, no state import.
+    let wasm = scorehost_plugin_artifacts::CONTRACT_0_1_1_WASM;
+    assert!(names(wasm, "scorehost:plugin/extractor@0.1.1") && names(wasm, "scorehost:plugin/log@0.1.1"));
+    assert!(!names(wasm, "@0.1.2"));
+    // Built with today's SDK, a plugin that never calls `state` does not import it.
+    for (plugin, wasm) in [
+        ("contract-0-1-0", scorehost_plugin_artifacts::CONTRACT_0_1_0_WASM),
+        ("contract-0-1-1", wasm),
+        ("logreg", scorehost_plugin_artifacts::LOGREG_WASM),
+        ("txn-features", scorehost_plugin_artifacts::TXN_FEATURES_WASM),
+        ("fraud-scorer", scorehost_plugin_artifacts::FRAUD_SCORER_WASM),
+    ] {
+        assert!(!names(wasm, "scorehost:plugin/state"), "{plugin} imports state");
+    }
+    assert!(names(scorehost_plugin_artifacts::VELOCITY_WASM, "scorehost:plugin/state@0.1.2"));
+    let v = load("contract-0-1-1");
+    assert_eq!(v.extract(&obj(json!({"x": 1.5})), None).unwrap().value["doubled"], json!(3.0));
+    let e = v.extract(&obj(json!({"x": -1.0})), None).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "the plugin's own refusal: {e}");
 }
 
 #[test]
@@ -100,5 +123,5 @@ fn a_frame_scorer_of_the_wrong_type_is_refused_at_load() {
     let e = crate::support::runtime().load(&crate::support::staged("hostile-frame")).unwrap_err();
     assert!(matches!(e, scorehost::LoadError::WrongWorld { .. }), "{e:?}");
     let message = e.to_string();
-    assert!(message.contains("`scorehost:plugin/frame-scorer@0.1.1` does not match"), "{message}");
+    assert!(message.contains("`scorehost:plugin/frame-scorer@0.1.2` does not match"), "{message}");
 }

@@ -20,5 +20,6 @@ mod load;
 mod logs;
 mod metrics;
 mod sandbox;
+mod state;
 mod status;
 mod support;

@@ -11,5 +11,6 @@ mod replay;
 mod replicas;
 mod serve;
 mod servers;
+mod state_redis;
 mod support;
 mod walk;

@@ -87,8 +87,11 @@ async fn the_binary_serves_the_bundled_examples_over_http1_and_h2c() {
         let (status, json) = post_json(served.addr, http2, "/v1/plugins/logreg/score", &logreg_body()).await;
         assert_eq!(status, 200, "http2={http2}: {json}");
         assert_eq!(json["plugin"], "logreg");
-        let event = json!({"event": {"amount": 10, "currency": "USD", "timestamp": 0}});
+        let event = json!({"event": {"event_id": "e1", "card": "c1", "amount": 10, "currency": "USD", "timestamp": 0}});
         let (status, json) = post_json(served.addr, http2, "/v1/pipelines/fraud", &event).await;
+        assert_eq!(status, 200, "http2={http2}: {json}");
+        let basic = json!({"event": {"amount": 10, "currency": "USD", "timestamp": 0}});
+        let (status, json) = post_json(served.addr, http2, "/v1/pipelines/fraud-basic", &basic).await;
         assert_eq!(status, 200, "http2={http2}: {json}");
     }
     let (status, _) = post_json(served.addr, false, "/v1/plugins/gbdt/score", &json!({"features": {}})).await;

@@ -132,3 +132,75 @@ pub fn get_status(addr: &str, path: &str) -> Option<u16> {
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
+
+/// A `redis-server` on loopback, appending every write to its AOF (so a
+/// restart on the same dir keeps the counts), that can be stopped, started,
+/// paused (SIGSTOP) and resumed.
+pub struct Redis {
+    process: Option<Process>,
+    bin: PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// A Redis, not started yet; `None` (skip) when it is not installed outside CI.
+pub fn redis() -> Option<Redis> {
+    let bin = installed("redis-server", "redis-server")?;
+    Some(Redis { process: None, bin, port: free_port(), dir: tempfile::tempdir().unwrap() })
+}
+
+impl Redis {
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it (again, on the same port and data) and waits until it answers PING.
+    pub fn start(&mut self) {
+        let mut child = Command::new(&self.bin);
+        child
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(self.dir.path());
+        let port = self.port;
+        let what = format!("redis-server on {port}");
+        self.process = Some(start_quietly(&mut child, &what, || ping(port)));
+    }
+
+    /// Stops it (SIGTERM, waited for).
+    pub fn stop(&mut self) {
+        self.process = None;
+    }
+
+    /// Freezes it (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Thaws it (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.process.as_ref().expect("started").0.id().to_string();
+        assert!(Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if self.process.is_some() {
+            self.resume(); // a stopped process ignores SIGTERM until continued
+        }
+    }
+}
+
+/// Whether a Redis answers PING on `port`.
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut reply = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+}

@@ -42,7 +42,17 @@ pub const FILES_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 /// The media type of the manifest itself.
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// The WIT contract version a packed plugin is built against.
-pub const CONTRACT: &str = "scorehost:plugin@0.1.1";
+pub const CONTRACT: &str = "scorehost:plugin@0.1.2";
+
+/// Whether this host can load a plugin packed against `contract`: any
+/// 0.1.x up to its own (0.1 releases only add optional things).
+pub fn speaks(contract: &str) -> bool {
+    let ours: u32 = CONTRACT.rsplit('.').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    contract
+        .strip_prefix("scorehost:plugin@0.1.")
+        .and_then(|patch| patch.parse::<u32>().ok())
+        .is_some_and(|patch| patch <= ours)
+}
 /// The annotation naming a layer's file (the component's path in the plugin directory).
 const TITLE: &str = "org.opencontainers.image.title";
 /// The largest manifest or config blob accepted from a registry, in bytes.
@@ -370,7 +380,7 @@ pub fn unpack(
 ) -> Result<(ArtifactConfig, Vec<u8>), ArtifactError> {
     let config: ArtifactConfig = serde_json::from_slice(config_blob)
         .map_err(|e| ArtifactError::NotAPlugin(format!("the config: {e}")))?;
-    if config.contract != CONTRACT {
+    if !speaks(&config.contract) {
         return Err(ArtifactError::NotAPlugin(format!(
             "contract `{}`; this host speaks `{CONTRACT}`",
             config.contract
@@ -415,6 +425,17 @@ pub fn unpack(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_0_1_contract_up_to_ours_is_spoken() {
+        for c in ["scorehost:plugin@0.1.0", "scorehost:plugin@0.1.1", CONTRACT] {
+            assert!(speaks(c), "{c}");
+        }
+        for c in ["scorehost:plugin@0.1.3", "scorehost:plugin@0.2.0", "scorehost:plugin@0.1.x", "other@0.1.0"]
+        {
+            assert!(!speaks(c), "{c}");
+        }
+    }
 
     fn plugin_dir() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();

@@ -108,13 +108,16 @@ impl PluginVersion {
 
         // Cheap, and keeps the message that names both worlds even on a cache hit.
         crate::sandbox::host::check_exports(engine.engine(), &component, manifest.world)?;
+        let state = manifest.state().map(Arc::new);
+        crate::sandbox::host::check_state_import(engine.engine(), &component, state.is_some())?;
         let instance_pre = linkers
             .call
             .instantiate_pre(&component)
             .map_err(|e| LoadError::wrong_world(manifest.world, e))?;
         let pre =
             Pre::new(instance_pre, manifest.world).map_err(|e| LoadError::wrong_world(manifest.world, e))?;
-        let instances = Instances::new(engine.clone(), pre, label, limits.memory_bytes, manifest.instances);
+        let instances =
+            Instances::new(engine.clone(), pre, label, limits.memory_bytes, manifest.instances, state);
         instances.check_export_types(limits, manifest.world)?;
         let metadata = describe(&instances, limits, &manifest)?;
         let inputs = Layout::new(&metadata.inputs, metadata.open_inputs)
