@@ -18,7 +18,9 @@
 //! ```
 //!
 //! A target is `name,path,body-file,weight`. Used by `benches/isolation.sh`
-//! and `benches/soak.sh`.
+//! and `benches/soak.sh`. In a body, `{seq}` becomes the request's sequence
+//! number and `{pick:N}` a number in `0..N` spread over the sequence (so a
+//! stateful pipeline sees new event ids and many cards: `benches/state.sh`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -63,6 +65,42 @@ struct Target {
     name: String,
     path: String,
     body: Bytes,
+    /// Whether `body` holds `{seq}` or `{pick:N}` to fill per request.
+    templated: bool,
+}
+
+/// Requests sent so far, over every target: the `{seq}` of the next.
+static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Target {
+    /// The body of the next request: the file, its placeholders filled.
+    fn body(&self) -> Bytes {
+        if !self.templated {
+            return self.body.clone();
+        }
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let text = std::str::from_utf8(&self.body).expect("a templated body is UTF-8");
+        let mut out = String::with_capacity(text.len() + 16);
+        let mut rest = text;
+        while let Some(at) = rest.find('{') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            if let Some(after) = rest.strip_prefix("{seq}") {
+                out.push_str(&seq.to_string());
+                rest = after;
+            } else if let Some((n, after)) = rest.strip_prefix("{pick:").and_then(|r| r.split_once('}')) {
+                let n: u64 = n.parse().expect("{pick:N} takes a whole number");
+                // A multiplicative hash: consecutive requests land far apart.
+                out.push_str(&(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n.max(1)).to_string());
+                rest = after;
+            } else {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+        out.push_str(rest);
+        out.into()
+    }
 }
 
 #[derive(Default)]
@@ -76,7 +114,8 @@ fn parse_target(spec: &str) -> (Target, u32) {
     assert!(parts.len() == 4, "target {spec:?} must be name,path,body-file,weight");
     let body = std::fs::read(parts[2]).unwrap_or_else(|e| panic!("reading {}: {e}", parts[2]));
     let weight = parts[3].parse().unwrap_or_else(|_| panic!("weight of {spec:?} must be an integer"));
-    (Target { name: parts[0].into(), path: parts[1].into(), body: body.into() }, weight)
+    let templated = body.windows(5).any(|w| w == b"{seq}") || body.windows(6).any(|w| w == b"{pick:");
+    (Target { name: parts[0].into(), path: parts[1].into(), body: body.into(), templated }, weight)
 }
 
 fn main() {
@@ -209,7 +248,7 @@ async fn send(conn: &mut Option<Sender>, addr: SocketAddr, t: &Target, versions:
         let req = hyper::Request::post(t.path.as_str())
             .header("host", "bench")
             .header("content-type", "application/json")
-            .body(Full::new(t.body.clone()))
+            .body(Full::new(t.body()))
             .expect("request");
         let res = match sender.send_request(req).await {
             Ok(res) => res,

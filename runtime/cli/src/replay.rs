@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use scorehost::Runtime;
 use scorehost::serving::decisions::Decision;
+use scorehost::state::backend::{self, Access};
 use serde_json::json;
 
 /// Arguments of `scorehost replay`.
@@ -52,6 +53,9 @@ pub fn run(runtime: &Runtime, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let mut moved: Vec<Moved> = Vec::new();
     let (mut sum_diff, mut max_diff, mut compared) = (0.0f64, 0.0f64, 0u64);
     let mut versions_before = std::collections::BTreeSet::new();
+    // A plugin with state replays against one private store, in log order:
+    // the live state is never read or written.
+    let scratch = Access::scratch();
     for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("reading {}", args.log.display()))?;
         if line.trim().is_empty() {
@@ -70,7 +74,9 @@ pub fn run(runtime: &Runtime, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         versions_before.insert(d.version.clone());
         let before = d.score.filter(|_| d.error.is_none());
         errors_before += u64::from(before.is_none());
-        let after = version.score(&d.input, None).ok().and_then(|o| o.value.into_plugin_result().ok());
+        let after = backend::sync_scope(scratch.clone(), || version.score(&d.input, None))
+            .ok()
+            .and_then(|o| o.value.into_plugin_result().ok());
         errors_after += u64::from(after.is_none());
         match (before, after) {
             (Some(b), Some(a)) => {

@@ -268,6 +268,12 @@ const VERSION_METRICS: &[VersionMetric] = &[
         |v| v.stats().undeclared_fields(),
     ),
     (
+        "plugin_state_exchanges",
+        "State exchanges the version's calls made (one round trip to the state store each, when it is Redis)",
+        MetricType::Counter,
+        |v| v.stats().state_exchanges(),
+    ),
+    (
         "plugin_memory_peak_bytes",
         "The most linear memory any instance of the version has held",
         MetricType::Gauge,
@@ -323,6 +329,26 @@ impl Collector for PluginHealth {
                     kind: kind.as_str(),
                 };
                 ConstCounter::new(v.stats().errors(kind)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "plugin_state_errors",
+            "Failed state exchanges of the version by kind (the plugin answered with its defaults)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (role, v) in &serving {
+            if v.manifest().state.is_none() {
+                continue;
+            }
+            for (i, kind) in crate::sandbox::stats::STATE_ERRORS.iter().enumerate() {
+                let labels = VersionErrorLabels {
+                    plugin: v.manifest().name.clone(),
+                    version: v.manifest().version.clone(),
+                    role,
+                    kind,
+                };
+                ConstCounter::new(v.stats().state_errors(i)).encode(family.encode_family(&labels)?)?;
             }
         }
         let mut family = encoder.encode_descriptor(

@@ -16,13 +16,14 @@
 //!    observations of one exchange on the same entity both see both.
 //! 4. Lookups read the offline tables.
 //!
-//! In [`Mode::Peek`] (shadow versions) nothing is claimed or recorded, and
-//! each answer is what the live mode would have answered: a fresh
-//! observation is added to its own windows' count, sum and max.
+//! In [`Mode::Peek`] (shadow versions) nothing is claimed or recorded: every
+//! accepted observation is `Read`, and its windows are the state as it is
+//! (a shadow copy runs after the live call, so the event is already counted
+//! there once).
 
 use std::collections::BTreeMap;
 
-use super::window::Window;
+use super::window::{MAX_TILES, Window};
 
 /// Most observations one exchange records.
 pub const MAX_OBSERVATIONS: usize = 16;
@@ -70,22 +71,14 @@ pub struct Namespace {
 }
 
 impl Namespace {
-    /// How far back, from the oldest accepted time, a read can reach: the
-    /// longest window plus its tile.
-    pub fn reach_ms(&self) -> i64 {
-        self.aggregates.values().flat_map(|a| &a.windows).map(|w| w.length_ms + w.tile_ms).max().unwrap_or(0)
-    }
-
-    /// The oldest time an accepted read can reach, at `now`: nothing older
-    /// needs to be kept.
-    pub fn horizon(&self, now_ms: i64) -> i64 {
-        now_ms - self.max_late_ms - self.reach_ms()
-    }
-
-    /// How long after it ends a tile must be kept: past that, no accepted
-    /// read reaches it. Redis keys expire this long after their tile ends.
-    pub fn retention_ms(&self) -> i64 {
-        self.max_late_ms + self.reach_ms()
+    /// How long after it ends a tile of level `tile_ms` is kept: past that,
+    /// no accepted read reaches it (`max_late` plus the longest window a
+    /// level serves, 60 tiles, plus one). By level, not by the windows this
+    /// version declares, so versions of one plugin that declare other
+    /// windows keep the same history; Redis keys expire this long after
+    /// their last tile ends.
+    pub fn retention_ms(&self, tile_ms: i64) -> i64 {
+        self.max_late_ms + (MAX_TILES + 1) * tile_ms
     }
 }
 
@@ -150,7 +143,7 @@ pub enum Status {
     Late,
     /// Further ahead than `max_future`: neither counted nor read.
     Future,
-    /// A query: read.
+    /// A query, or an observation of a shadow: read, not recorded.
     Read,
 }
 
@@ -194,7 +187,7 @@ pub struct Response {
 pub enum Mode {
     /// Live and canary versions: observations are recorded.
     Record,
-    /// Shadow versions: nothing is written; answers are what `Record` would give.
+    /// Shadow versions: nothing is claimed or written; observations are read (`Read`).
     Peek,
 }
 

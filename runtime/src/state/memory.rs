@@ -8,14 +8,14 @@
 //!
 //! The wall clock is passed in (`now_ms`), so tests and replays control it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use indexmap::IndexMap;
 
 use super::exchange::{
-    AggregateSpec, Answer, Mode, Namespace, Observation, Request, Response, StateError, Status, WindowAnswer,
-    check, timing,
+    AggregateSpec, Answer, Mode, Namespace, Request, Response, StateError, Status, WindowAnswer, check,
+    timing,
 };
 use super::hll::Hll;
 use super::tiles::Tiles;
@@ -27,8 +27,13 @@ const EVICTION_SAMPLE: usize = 16;
 const ENTITY_OVERHEAD: usize = 96;
 /// Bytes one tile costs (index, count, sum, max, tree node share).
 const TILE_BYTES: usize = 64;
-/// Bytes one remembered idempotency key costs besides the key.
-const DEDUPE_OVERHEAD: usize = 48;
+/// Bytes one remembered idempotency key costs besides its two copies.
+const DEDUPE_OVERHEAD: usize = 64;
+
+/// Bytes a remembered idempotency key costs (it is held twice: map and queue).
+fn dedupe_cost(key: &str) -> usize {
+    2 * key.len() + DEDUPE_OVERHEAD
+}
 
 /// Every plugin's in-process state, and the lookup tables.
 #[derive(Default)]
@@ -48,8 +53,15 @@ type EntityKey = (String, String);
 #[derive(Default)]
 struct Space {
     entities: IndexMap<EntityKey, Entity>,
+    /// Claimed idempotency key → until when it is remembered.
     dedupe: HashMap<String, i64>,
-    dedupe_prune_at: usize,
+    /// The claims in the order they were made (so in order of expiry): the
+    /// oldest are forgotten first, when they expire or under quota pressure.
+    dedupe_order: VecDeque<(i64, String)>,
+    /// Bytes of `dedupe` and `dedupe_order` (part of `bytes`).
+    dedupe_bytes: usize,
+    /// Keys forgotten before their time to keep the quota.
+    dedupe_evictions: u64,
     bytes: usize,
     tick: u64,
     evictions: u64,
@@ -76,38 +88,26 @@ impl Entity {
             + self.sketches.values().map(|h| h.bytes() + TILE_BYTES).sum::<usize>()
     }
 
-    fn prune(&mut self, horizon: i64) {
-        self.tiles.prune(horizon);
-        self.sketches.retain(|&(level, tile), _| tile >= tile_of(horizon, level));
+    /// Drops every tile and sketch no accepted read at `now` can reach.
+    fn prune(&mut self, ns: &Namespace, now_ms: i64) {
+        let horizon = |level: i64| now_ms - ns.retention_ms(level);
+        self.tiles.prune_by_level(horizon);
+        self.sketches.retain(|&(level, tile), _| tile >= tile_of(horizon(level), level));
     }
 
-    /// The windows of `spec` at time `t`; `extra` (a shadow's fresh
-    /// observation, not recorded) is added as if it were.
-    fn read(&self, spec: &AggregateSpec, t: i64, extra: Option<&Observation>) -> Vec<WindowAnswer> {
+    /// The windows of `spec` at time `t`.
+    fn read(&self, spec: &AggregateSpec, t: i64) -> Vec<WindowAnswer> {
         spec.windows
             .iter()
             .map(|w| {
-                let mut s = self.tiles.read(w, t);
-                if let Some(o) = extra {
-                    s.count += 1;
-                    s.sum += i128::from(o.value);
-                    s.max = Some(s.max.map_or(o.value, |m| m.max(o.value)));
-                }
+                let s = self.tiles.read(w, t);
                 let distinct = spec.distinct.then(|| {
                     let tiles = w.tiles_at(t);
-                    let sketches = self
-                        .sketches
-                        .range((w.tile_ms, *tiles.start())..=(w.tile_ms, *tiles.end()))
-                        .map(|(_, h)| h);
-                    match extra.and_then(|o| o.item.as_ref()) {
-                        None => Hll::count_union(sketches),
-                        Some(item) => {
-                            let mut union = Hll::default();
-                            sketches.for_each(|h| union.merge(h));
-                            union.add(item.as_bytes());
-                            union.count()
-                        }
-                    }
+                    Hll::count_union(
+                        self.sketches
+                            .range((w.tile_ms, *tiles.start())..=(w.tile_ms, *tiles.end()))
+                            .map(|(_, h)| h),
+                    )
                 });
                 WindowAnswer { window: *w, count: s.count, sum: s.sum, max: s.max, distinct }
             })
@@ -116,8 +116,8 @@ impl Entity {
 }
 
 /// The windows of an entity nobody has recorded yet.
-fn empty(spec: &AggregateSpec, t: i64, extra: Option<&Observation>) -> Vec<WindowAnswer> {
-    Entity::new(spec).read(spec, t, extra)
+fn empty(spec: &AggregateSpec, t: i64) -> Vec<WindowAnswer> {
+    Entity::new(spec).read(spec, t)
 }
 
 /// Usage figures for one plugin's state, for metrics.
@@ -129,6 +129,8 @@ pub struct Usage {
     pub entities: usize,
     /// Entities evicted to keep within the quota, so far.
     pub evictions: u64,
+    /// Event ids forgotten before their dedupe horizon to keep within the quota, so far.
+    pub dedupe_evictions: u64,
 }
 
 impl MemStore {
@@ -151,8 +153,8 @@ impl MemStore {
 
     /// Runs one exchange of plugin `ns` at wall-clock time `now_ms` (see
     /// [`super::exchange`] for the semantics). The request is checked first;
-    /// an exchange whose entities cannot fit the quota even alone fails
-    /// (its observations stay recorded, as they would in Redis).
+    /// an exchange whose entities cannot fit the quota even alone fails,
+    /// its entities evicted and its event ids released, so a retry counts.
     pub fn exchange(
         &self,
         ns: &Namespace,
@@ -177,6 +179,7 @@ impl MemStore {
             .iter()
             .map(|o| match timing(ns, now_ms, o.time_ms) {
                 Some(s) => s,
+                None if mode == Mode::Peek => Status::Read,
                 None if o.idempotency_key.as_ref().is_some_and(|k| duplicates.contains(k)) => {
                     Status::Duplicate
                 }
@@ -186,7 +189,6 @@ impl MemStore {
         // Record everything first, then read: every answer sees the whole exchange.
         let mut touched: Vec<EntityKey> = Vec::new();
         if mode == Mode::Record {
-            let horizon = ns.horizon(now_ms);
             for (o, status) in request.observe.iter().zip(&statuses) {
                 let spec = &ns.aggregates[&o.aggregate];
                 let key = (o.aggregate.clone(), o.entity.clone());
@@ -198,7 +200,8 @@ impl MemStore {
                 let entity = space.entities.entry(key.clone()).or_insert_with(|| Entity::new(spec));
                 let before = entity.bytes;
                 entity.last_used = tick;
-                entity.prune(horizon);
+                entity.prune(ns, now_ms);
+                entity.tiles.ensure(&spec.windows);
                 entity.tiles.record(o.time_ms, o.value);
                 if let (true, Some(item)) = (spec.distinct, &o.item) {
                     for w in &spec.windows {
@@ -220,8 +223,7 @@ impl MemStore {
                 response.observed.push(Answer { status: *status, windows: Vec::new() });
                 continue;
             }
-            let extra = (mode == Mode::Peek && *status == Status::Recorded).then_some(o);
-            let windows = space.read(ns, &o.aggregate, &o.entity, o.time_ms, extra, mode);
+            let windows = space.read(ns, &o.aggregate, &o.entity, o.time_ms, mode);
             response.observed.push(Answer { status: *status, windows });
         }
         for q in &request.query {
@@ -229,7 +231,7 @@ impl MemStore {
                 Some(status) => Answer { status, windows: Vec::new() },
                 None => Answer {
                     status: Status::Read,
-                    windows: space.read(ns, &q.aggregate, &q.entity, q.time_ms, None, mode),
+                    windows: space.read(ns, &q.aggregate, &q.entity, q.time_ms, mode),
                 },
             };
             response.queried.push(answer);
@@ -243,7 +245,16 @@ impl MemStore {
             }
         }
         if !touched.is_empty() {
-            lock(&self.space(&ns.name)).evict(ns.quota_bytes, &touched)?;
+            let space = self.space(&ns.name);
+            let mut space = lock(&space);
+            if let Err(e) = space.evict(ns.quota_bytes, &touched) {
+                // Nothing of it is kept: nor are its event ids, so a retry counts.
+                let fresh = request.observe.iter().zip(&statuses).filter(|(_, s)| **s == Status::Recorded);
+                for key in fresh.filter_map(|(o, _)| o.idempotency_key.as_ref()) {
+                    space.release_claim(key);
+                }
+                return Err(e);
+            }
         }
         Ok(response)
     }
@@ -252,7 +263,12 @@ impl MemStore {
     pub fn usage(&self, name: &str) -> Usage {
         let space = self.space(name);
         let space = lock(&space);
-        Usage { bytes: space.bytes, entities: space.entities.len(), evictions: space.evictions }
+        Usage {
+            bytes: space.bytes,
+            entities: space.entities.len(),
+            evictions: space.evictions,
+            dedupe_evictions: space.dedupe_evictions,
+        }
     }
 }
 
@@ -265,7 +281,6 @@ impl Space {
         aggregate: &str,
         entity: &str,
         t: i64,
-        extra: Option<&Observation>,
         mode: Mode,
     ) -> Vec<WindowAnswer> {
         let spec = &ns.aggregates[aggregate];
@@ -277,9 +292,9 @@ impl Space {
                 if mode == Mode::Record {
                     e.last_used = tick;
                 }
-                e.read(spec, t, extra)
+                e.read(spec, t)
             }
-            None => empty(spec, t, extra),
+            None => empty(spec, t),
         }
     }
 
@@ -308,26 +323,50 @@ impl Space {
             return duplicates;
         }
         for key in fresh {
-            if self.dedupe.insert(key.clone(), now_ms + ns.dedupe_ms).is_none() {
-                self.bytes += key.len() + DEDUPE_OVERHEAD;
+            let until = now_ms + ns.dedupe_ms;
+            if self.dedupe.insert(key.clone(), until).is_none() {
+                self.dedupe_bytes += dedupe_cost(key);
+                self.bytes += dedupe_cost(key);
             }
+            self.dedupe_order.push_back((until, key.clone()));
         }
-        // Expired keys go in a sweep whenever the map has doubled since the last one.
-        if self.dedupe.len() > self.dedupe_prune_at.max(1024) {
-            let before: usize = self.dedupe.keys().map(|k| k.len() + DEDUPE_OVERHEAD).sum();
-            self.dedupe.retain(|_, until| *until > now_ms);
-            let after: usize = self.dedupe.keys().map(|k| k.len() + DEDUPE_OVERHEAD).sum();
-            self.bytes -= before - after;
-            self.dedupe_prune_at = self.dedupe.len() * 2;
+        // Claims expire in the order they were made: forget the expired ones.
+        while self.dedupe_order.front().is_some_and(|(until, _)| *until <= now_ms) {
+            self.forget_oldest_claim();
         }
         duplicates
+    }
+
+    /// Forgets the claim of `key` (its queue entry goes when it reaches the front).
+    fn release_claim(&mut self, key: &str) {
+        if self.dedupe.remove(key).is_some() {
+            self.dedupe_bytes -= dedupe_cost(key);
+            self.bytes -= dedupe_cost(key);
+        }
+    }
+
+    /// Forgets the oldest claim (an expired one, or one evicted early).
+    fn forget_oldest_claim(&mut self) {
+        let Some((until, key)) = self.dedupe_order.pop_front() else { return };
+        // A key claimed again later has a newer entry: only the last one forgets it.
+        if self.dedupe.get(&key) == Some(&until) {
+            self.dedupe.remove(&key);
+            self.dedupe_bytes -= dedupe_cost(&key);
+            self.bytes -= dedupe_cost(&key);
+        }
     }
 
     /// Evicts the least recently used of a sample of entities until the
     /// space is within `quota`, never one of `current` (the exchange's own)
     /// while another remains; if only those remain, they go too and the
     /// exchange fails as over quota.
+    /// Remembered event ids may take a quarter of the quota; past it the
+    /// oldest are forgotten early (counted in [`Usage::dedupe_evictions`]).
     fn evict(&mut self, quota: usize, current: &[EntityKey]) -> Result<(), StateError> {
+        while self.bytes > quota && self.dedupe_bytes > quota / 4 {
+            self.forget_oldest_claim();
+            self.dedupe_evictions += 1;
+        }
         while self.bytes > quota {
             if self.entities.keys().all(|k| current.contains(k)) {
                 for key in current {
@@ -365,6 +404,7 @@ fn lock(space: &Mutex<Space>) -> MutexGuard<'_, Space> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::exchange::Observation;
     use crate::state::window::{MINUTE_MS, Window};
     use proptest::prelude::*;
 
@@ -513,6 +553,7 @@ mod tests {
 #[cfg(test)]
 mod exchange_tests {
     use super::*;
+    use crate::state::exchange::Observation;
     use crate::state::exchange::{Lookup, Query};
     use crate::state::window::{MINUTE_MS, Window};
 
@@ -559,25 +600,49 @@ mod exchange_tests {
     }
 
     #[test]
-    fn a_peek_answers_as_recording_would_and_writes_nothing() {
-        let (live, twin) = (MemStore::new(), MemStore::new());
+    fn a_peek_reads_the_state_as_recording_left_it_and_writes_nothing() {
+        let store = MemStore::new();
         for i in 0..20 {
-            let r = event(i, NOW - (20 - i as i64) * MINUTE_MS);
-            live.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
-            twin.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
+            store.exchange(&ns(), NOW, &event(i, NOW - (20 - i as i64) * MINUTE_MS), Mode::Record).unwrap();
         }
-        for (i, fresh) in [(20, true), (19, false), (21, true)] {
-            let r = event(i, NOW);
-            let before = live.usage("velocity");
-            let peeked = live.exchange(&ns(), NOW, &r, Mode::Peek).unwrap();
-            assert_eq!(live.exchange(&ns(), NOW, &r, Mode::Peek).unwrap(), peeked, "a peek changes nothing");
-            assert_eq!(live.usage("velocity"), before);
-            let recorded = twin.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
-            assert_eq!(peeked, recorded, "event {i}");
-            let want = if fresh { Status::Recorded } else { Status::Duplicate };
-            assert_eq!(peeked.observed[0].status, want);
-            live.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
+        let recorded = store.exchange(&ns(), NOW, &event(20, NOW), Mode::Record).unwrap();
+        let before = store.usage("velocity");
+        // A shadow copy of the same event, after the live call: the same
+        // windows, status `read`, nothing claimed or written.
+        let peeked = store.exchange(&ns(), NOW, &event(20, NOW), Mode::Peek).unwrap();
+        assert_eq!(peeked.observed[0].status, Status::Read);
+        for (p, r) in peeked.observed.iter().zip(&recorded.observed) {
+            assert_eq!(p.windows, r.windows);
         }
+        // A new event peeked: not counted, and still not counted after.
+        let new = store.exchange(&ns(), NOW, &event(23, NOW), Mode::Peek).unwrap(); // the same card
+        assert_eq!(new.observed[0].windows, peeked.observed[0].windows);
+        assert_eq!(store.usage("velocity"), before);
+        let live = store.exchange(&ns(), NOW, &event(23, NOW), Mode::Record).unwrap();
+        assert_eq!(live.observed[0].status, Status::Recorded, "the peek claimed nothing");
+    }
+
+    #[test]
+    fn a_later_version_with_more_windows_records_into_its_new_levels() {
+        let store = MemStore::new();
+        let mut v1 = ns();
+        v1.aggregates.get_mut("card").unwrap().windows.truncate(1); // 10m only
+        store.exchange(&v1, NOW, &event(0, NOW), Mode::Record).unwrap();
+        let v2 = ns(); // 10m and 24h
+        let a = store.exchange(&v2, NOW, &event(3, NOW), Mode::Record).unwrap();
+        assert_eq!(a.observed[0].windows[0].count, 2, "10m: both versions' events");
+        assert_eq!(a.observed[0].windows[1].count, 1, "24h: from v2 on, as on Redis");
+    }
+
+    #[test]
+    fn an_exchange_over_quota_keeps_nothing_not_even_its_event_ids() {
+        let store = MemStore::new();
+        let mut tiny = ns();
+        tiny.quota_bytes = 100;
+        let e = store.exchange(&tiny, NOW, &event(0, NOW), Mode::Record).unwrap_err();
+        assert!(matches!(&e, StateError::OverQuota(m) if m.contains("memory_mib")), "{e}");
+        let again = store.exchange(&ns(), NOW, &event(0, NOW), Mode::Record).unwrap();
+        assert_eq!(again.observed[0].status, Status::Recorded, "the retry counts");
     }
 
     #[test]
@@ -624,5 +689,27 @@ mod exchange_tests {
         let a = store.exchange(&ns(), NOW, &r, Mode::Record).unwrap();
         assert_eq!(a.observed[0].windows, a.observed[1].windows);
         assert_eq!(a.observed[0].windows[0].count, 2);
+    }
+
+    #[test]
+    fn remembered_event_ids_take_at_most_a_quarter_of_the_quota_oldest_first() {
+        let store = MemStore::new();
+        let mut space = ns();
+        space.quota_bytes = 64 << 10;
+        for i in 0..10_000 {
+            store.exchange(&space, NOW, &event(i, NOW), Mode::Record).unwrap();
+            assert!(store.usage("velocity").bytes <= space.quota_bytes);
+        }
+        let usage = store.usage("velocity");
+        assert!(usage.dedupe_evictions > 9000 && usage.entities == 4, "{usage:?}");
+        // The newest ids are still remembered; the first was forgotten early.
+        let retry = store.exchange(&space, NOW, &event(9_999, NOW), Mode::Record).unwrap();
+        assert_eq!(retry.observed[0].status, Status::Duplicate);
+        let old = store.exchange(&space, NOW, &event(0, NOW), Mode::Record).unwrap();
+        assert_eq!(old.observed[0].status, Status::Recorded);
+        // Expired claims go without pressure: an hour later the map is empty again.
+        let later = NOW + 60 * MINUTE_MS;
+        store.exchange(&space, later, &event(10_001, later), Mode::Record).unwrap();
+        assert!(store.usage("velocity").bytes < usage.bytes / 2, "{:?}", store.usage("velocity"));
     }
 }

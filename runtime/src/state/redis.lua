@@ -1,15 +1,18 @@
 -- scorehost's state exchange: one EVALSHA per plugin call (runtime/src/state/redis.rs).
 -- The host plans every key and number; this script only applies them, writes first,
--- then reads, so an exchange is atomic and its answers see all of it.
+-- then reads, so an exchange is atomic and its answers see all of it. A tile is one
+-- hash field `t<slot>` = "count:sum:max" in its page (60 tiles per page).
 --
 -- ARGV[1]: 'w' (record) or 'r' (peek: nothing is written; idempotency keys are only tested).
 -- Then ops, each a letter and its arguments (key arguments are indices into KEYS):
---   I key ttl_ms                      claim an idempotency key          -> 1 fresh, 0 seen
---   A key slot value expire_at idem   add to a tile page (idem: the I key, 0 for none)
---   D key item expire_at idem         add an item to a tile's HyperLogLog
---   G key                             read a tile page                  -> HGETALL
---   C n key...                        distinct count over n tiles        -> PFCOUNT
---   L key n field...                  read an offline table's fields     -> HMGET
+--   I key ttl_ms                          claim an idempotency key    -> 1 fresh, 0 seen
+--   A key slot value expire_at idem       add to a tile (idem: the I key, 0 for none)
+--   D key item expire_at idem             add an item to a tile's HyperLogLog
+--   R np {key lo hi base}*np nw {n}*nw    one level's windows: tiles lo..hi of each page,
+--                                         age = base - slot; window i sums ages 0..n_i
+--                                         -> per window {count, sum, max or false}
+--   C n key...                            distinct count over n tiles -> PFCOUNT
+--   L key n field...                      an offline table's fields   -> HMGET
 local write = ARGV[1] == 'w'
 local out, fresh, a = {}, {}, 2
 
@@ -27,6 +30,11 @@ local function counts(idem)
   return write and (idem == 0 or fresh[idem])
 end
 
+local function parse(tile)
+  local c, s, m = string.match(tile, '^(%d+):(%-?%d+):(%-?%d+)$')
+  return tonumber(c), tonumber(s), tonumber(m)
+end
+
 while a <= #ARGV do
   local op = take()
   if op == 'I' then
@@ -38,25 +46,58 @@ while a <= #ARGV do
     end
     out[#out + 1] = fresh[k] and 1 or 0
   elseif op == 'A' then
-    local k, slot, v, exp, idem = num(), take(), num(), num(), num()
+    local k, field, v, exp, idem = num(), 't' .. take(), num(), take(), num()
     if counts(idem) then
       local key = KEYS[k]
-      redis.call('HINCRBY', key, 'c' .. slot, 1)
-      redis.call('HINCRBY', key, 's' .. slot, v)
-      local m = redis.call('HGET', key, 'm' .. slot)
-      if not m or v > tonumber(m) then
-        redis.call('HSET', key, 'm' .. slot, v)
+      local tile = redis.call('HGET', key, field)
+      if tile then
+        local c, s, m = parse(tile)
+        redis.call('HSET', key, field, string.format('%d:%d:%d', c + 1, s + v, math.max(m, v)))
+      else
+        redis.call('HSET', key, field, string.format('%d:%d:%d', 1, v, v))
+        -- A tile's first write sets its page's expiry (NX), or moves it later
+        -- (GT) for a version that keeps history longer.
+        redis.call('PEXPIREAT', key, exp, 'NX')
+        redis.call('PEXPIREAT', key, exp, 'GT')
       end
-      redis.call('PEXPIREAT', key, exp, 'NX')
     end
   elseif op == 'D' then
     local k, item, exp, idem = num(), take(), num(), num()
     if counts(idem) then
-      redis.call('PFADD', KEYS[k], item)
-      redis.call('PEXPIREAT', KEYS[k], exp, 'NX')
+      if redis.call('PFADD', KEYS[k], item) == 1 then
+        redis.call('PEXPIREAT', KEYS[k], exp, 'NX')
+        redis.call('PEXPIREAT', KEYS[k], exp, 'GT')
+      end
     end
-  elseif op == 'G' then
-    out[#out + 1] = redis.call('HGETALL', KEYS[num()])
+  elseif op == 'R' then
+    local ages = {}
+    for _ = 1, num() do
+      local k, lo, hi, base = num(), num(), num(), num()
+      local fields = {}
+      for slot = lo, hi do
+        fields[#fields + 1] = 't' .. slot
+      end
+      local tiles = redis.call('HMGET', KEYS[k], unpack(fields))
+      for j, tile in ipairs(tiles) do
+        if tile then
+          ages[#ages + 1] = { base - (lo + j - 1), parse(tile) }
+        end
+      end
+    end
+    local windows = {}
+    for i = 1, num() do
+      local n, c, s, m = num(), 0, 0, false
+      for _, t in ipairs(ages) do
+        if t[1] <= n then
+          c, s = c + t[2], s + t[3]
+          if not m or t[4] > m then
+            m = t[4]
+          end
+        end
+      end
+      windows[i] = { c, s, m }
+    end
+    out[#out + 1] = windows
   elseif op == 'C' then
     local hk = {}
     for j = 1, num() do

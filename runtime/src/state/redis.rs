@@ -1,15 +1,16 @@
 //! The Redis state backend: every replica of a fleet reads and writes the
 //! same counts. One exchange is **one `EVALSHA`** of `redis.lua`: the host
 //! plans every key and number ([`Plan`]), the script claims the idempotency
-//! keys, records, then reads, atomically, and the host turns the raw tiles
-//! into windows exactly as the in-process store does ([`super::memory`]).
+//! keys, records, then sums each window's tiles, atomically, and answers a
+//! few numbers per window: the same answers as the in-process store
+//! ([`super::memory`]; `benches/state_replay.py` compares both).
 //!
 //! Keys (`P` = the prefix, `sh:` by default; names are `[a-z0-9_-]`, so
 //! only the entity, always last, may contain `:`):
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P p:{plugin}:a:{aggregate}:{level}:{page}:{entity}` | hash | tiles `60·page … 60·page+59` of a level: fields `c{i}`, `s{i}`, `m{i}` (count, sum, max of tile `60·page+i`) |
+//! | `P p:{plugin}:a:{aggregate}:{level}:{page}:{entity}` | hash | tiles `60·page … 60·page+59` of a level: field `t{i}` = `"count:sum:max"` of tile `60·page+i` |
 //! | `P p:{plugin}:d:{aggregate}:{level}:{tile}:{entity}` | HyperLogLog | the distinct items of one tile |
 //! | `P p:{plugin}:i:{idempotency key}` | string | a claimed event id, expiring after `dedupe` |
 //! | `P l:{table}:{entity}` | hash | an offline table's features: field → value, written by batch jobs |
@@ -42,16 +43,15 @@ use super::window::{MINUTE_MS, Window, tile_of};
 const PAGE: i64 = 60;
 /// How long the store answers `unavailable` without trying after a connection error.
 pub const DOWN_FOR: Duration = Duration::from_millis(200);
+/// Exchanges timed out in a row after which Redis counts as down.
+pub const TIMEOUTS_TO_DOWN: u32 = 3;
 
-/// The script that records (a writing script: with `#!lua`, Redis refuses
-/// it up front when over `maxmemory`, before any write).
-fn record_script() -> Script {
+/// The script (a writing script: with `#!lua`, Redis refuses it up front
+/// when over `maxmemory`, before any write). A shadow's exchange runs it in
+/// mode `r`, in which it writes nothing. (It cannot be flagged `no-writes`:
+/// Redis counts `PFCOUNT` as a write there, as it may cache its estimate.)
+fn script() -> Script {
     Script::new(concat!("#!lua\n", include_str!("redis.lua")))
-}
-
-/// The same script for shadows: flagged so Redis itself refuses any write.
-fn peek_script() -> Script {
-    Script::new(concat!("#!lua flags=no-writes\n", include_str!("redis.lua")))
 }
 
 /// The label of a tile level in keys.
@@ -98,8 +98,9 @@ pub fn lookup_key(prefix: &str, table: &str, entity: &str) -> String {
 pub struct RedisStore {
     conn: ConnectionManager,
     prefix: String,
-    record: Script,
-    peek: Script,
+    script: Script,
+    /// Exchanges timed out in a row: at [`TIMEOUTS_TO_DOWN`], Redis counts as down.
+    timeouts: std::sync::atomic::AtomicU32,
     /// Until when (ms since `epoch`) exchanges fail fast; 0 when up.
     down_until: AtomicU64,
     epoch: Instant,
@@ -131,11 +132,20 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(200));
         let conn = ConnectionManager::new_lazy_with_config(client, config)
             .map_err(|e| StateError::Unavailable(format!("cannot set up the Redis connection: {e}")))?;
+        let script = script();
+        // Loaded ahead, so the first exchange is one round trip too; if Redis
+        // is down now, the first `EVALSHA` after it is up loads it (NOSCRIPT).
+        let (mut preload, ahead) = (conn.clone(), script.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ahead.prepare_invoke().load_async(&mut preload).await {
+                tracing::debug!(target: "scorehost::state", "state script not preloaded: {e}");
+            }
+        });
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
-            record: record_script(),
-            peek: peek_script(),
+            script,
+            timeouts: std::sync::atomic::AtomicU32::new(0),
             down_until: AtomicU64::new(0),
             epoch: Instant::now(),
             round_trips: AtomicU64::new(0),
@@ -189,11 +199,7 @@ impl RedisStore {
                 return Err(StateError::Unavailable(format!("Redis is down ({last}); retrying shortly")));
             }
         }
-        let script = match mode {
-            Mode::Record => &self.record,
-            Mode::Peek => &self.peek,
-        };
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = self.script.prepare_invoke();
         for k in &plan.keys {
             invocation.key(k);
         }
@@ -205,16 +211,33 @@ impl RedisStore {
         self.round_trips.fetch_add(1, Ordering::Relaxed);
         let sent = tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut conn)).await;
         let value = match sent {
-            Err(_) => return Err(StateError::Timeout { ms: timeout.as_millis() as u64 }),
+            Err(_) => {
+                // A server that stopped answering (frozen, packets dropped) is
+                // down too: after a few timeouts in a row, fail fast as for a refusal.
+                if self.timeouts.fetch_add(1, Ordering::Relaxed) + 1 >= TIMEOUTS_TO_DOWN {
+                    self.mark_down(format!("{TIMEOUTS_TO_DOWN} exchanges in a row timed out"));
+                }
+                return Err(StateError::Timeout { ms: timeout.as_millis() as u64 });
+            }
             Ok(Err(e)) => return Err(self.failed(e)),
             Ok(Ok(v)) => v,
         };
+        self.timeouts.store(0, Ordering::Relaxed);
         self.down_until.store(0, Ordering::Relaxed);
         let out = match value {
             Value::Array(out) => out,
             other => return Err(bad_reply(format!("an array, got {other:?}"))),
         };
         plan.answer(ns, now_ms, request, mode, out)
+    }
+
+    /// Fails exchanges fast for [`DOWN_FOR`], saying why.
+    fn mark_down(&self, why: String) {
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = why;
+        }
+        self.timeouts.store(0, Ordering::Relaxed);
+        self.down_until.store(self.now() + DOWN_FOR.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// Turns a Redis error into the plugin's typed error; a connection error
@@ -227,10 +250,7 @@ impl RedisStore {
             return StateError::OverQuota(format!("Redis is over its maxmemory: {e}"));
         }
         if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
-            if let Ok(mut last) = self.last_error.lock() {
-                *last = e.to_string();
-            }
-            self.down_until.store(self.now() + DOWN_FOR.as_millis() as u64, Ordering::Relaxed);
+            self.mark_down(e.to_string());
             return StateError::Unavailable(format!("cannot reach Redis: {e}"));
         }
         // A script or protocol error is the host's bug, not the plugin's: say so in the log.
@@ -263,8 +283,8 @@ fn bad_reply(what: String) -> StateError {
 /// Where one window's numbers come from in the script's output.
 struct WindowPlan {
     window: Window,
-    /// The pages its tiles are in: page number, key.
-    pages: Vec<(i64, String)>,
+    /// Its level's `R` output, and its place in it.
+    read: (usize, usize),
     /// The output index of its `PFCOUNT`, for a distinct aggregate.
     distinct: Option<usize>,
 }
@@ -274,12 +294,10 @@ struct Plan {
     keys: Vec<String>,
     index: HashMap<String, usize>,
     args: Vec<String>,
-    /// Outputs so far (every `I`, `G`, `C`, `L` adds one).
+    /// Outputs so far (every `I`, `R`, `C`, `L` adds one).
     outputs: usize,
     /// Idempotency key → the output index of its `I`.
     claims: HashMap<String, usize>,
-    /// Page key → the output index of its `G`.
-    pages: HashMap<String, usize>,
     /// Per observation, then per query: its windows' plans (empty if late or future).
     reads: Vec<Vec<WindowPlan>>,
     /// Per lookup: the output index of its `L`.
@@ -311,14 +329,13 @@ impl Plan {
             args: vec![if mode == Mode::Record { "w" } else { "r" }.to_owned()],
             outputs: 0,
             claims: HashMap::new(),
-            pages: HashMap::new(),
             reads: Vec::new(),
             lookups: Vec::new(),
         };
-        let retention = ns.retention_ms();
         let accepted = |t: i64| timing(ns, now_ms, t).is_none();
         // Claims first, then writes, then reads: the script runs them in order.
-        for o in request.observe.iter().filter(|o| accepted(o.time_ms)) {
+        // A peek claims nothing and writes nothing.
+        for o in request.observe.iter().filter(|o| mode == Mode::Record && accepted(o.time_ms)) {
             if let Some(key) = &o.idempotency_key
                 && !p.claims.contains_key(key)
             {
@@ -342,11 +359,11 @@ impl Plan {
                     let tile = tile_of(o.time_ms, t);
                     let (page, slot) = (tile.div_euclid(PAGE), tile.rem_euclid(PAGE));
                     let k = p.key(page_key(prefix, &ns.name, &o.aggregate, t, page, &o.entity));
-                    let expire_at = (page + 1) * PAGE * t + retention;
+                    let expire_at = (page + 1) * PAGE * t + ns.retention_ms(t);
                     p.op(&[&"A", &k, &slot, &o.value, &expire_at, &idem]);
                     if let (true, Some(item)) = (spec.distinct, &o.item) {
                         let k = p.key(distinct_key(prefix, &ns.name, &o.aggregate, t, tile, &o.entity));
-                        let expire_at = (tile + 1) * t + retention;
+                        let expire_at = (tile + 1) * t + ns.retention_ms(t);
                         p.op(&[&"D", &k, item, &expire_at, &idem]);
                     }
                 }
@@ -364,20 +381,37 @@ impl Plan {
                 continue;
             }
             let spec = &ns.aggregates[aggregate];
+            // One `R` per level: the tiles of its longest window, every window summed from them.
+            let mut reads: Vec<(i64, usize)> = Vec::new(); // (level, output)
             let mut windows = Vec::new();
             for w in &spec.windows {
-                let tiles = w.tiles_at(t);
-                let mut pages = Vec::new();
-                for page in tiles.start().div_euclid(PAGE)..=tiles.end().div_euclid(PAGE) {
-                    let key = page_key(prefix, &ns.name, aggregate, w.tile_ms, page, entity);
-                    if !p.pages.contains_key(&key) {
-                        let k = p.key(key.clone());
-                        p.op(&[&"G", &k]);
+                let level = match reads.iter().find(|(l, _)| *l == w.tile_ms) {
+                    Some(&(_, out)) => out,
+                    None => {
+                        let same: Vec<&Window> =
+                            spec.windows.iter().filter(|v| v.tile_ms == w.tile_ms).collect();
+                        let longest = same.iter().map(|v| v.tiles).max().unwrap_or(0);
+                        let k = tile_of(t, w.tile_ms);
+                        let pages: Vec<i64> = ((k - longest).div_euclid(PAGE)..=k.div_euclid(PAGE)).collect();
+                        p.op(&[&"R", &pages.len()]);
+                        for page in pages {
+                            let key = p.key(page_key(prefix, &ns.name, aggregate, w.tile_ms, page, entity));
+                            let first = page * PAGE;
+                            let lo = (k - longest - first).max(0);
+                            let hi = (k - first).min(PAGE - 1);
+                            p.op(&[&key, &lo, &hi, &(k - first)]);
+                        }
+                        p.op(&[&same.len()]);
+                        for v in &same {
+                            p.op(&[&v.tiles]);
+                        }
                         let out = p.output();
-                        p.pages.insert(key.clone(), out);
+                        reads.push((w.tile_ms, out));
+                        out
                     }
-                    pages.push((page, key));
-                }
+                };
+                let place = spec.windows.iter().filter(|v| v.tile_ms == w.tile_ms).position(|v| v == w);
+                let tiles = w.tiles_at(t);
                 let distinct = spec.distinct.then(|| {
                     let ks: Vec<usize> = tiles
                         .map(|tile| p.key(distinct_key(prefix, &ns.name, aggregate, w.tile_ms, tile, entity)))
@@ -388,7 +422,7 @@ impl Plan {
                     }
                     p.output()
                 });
-                windows.push(WindowPlan { window: *w, pages, distinct });
+                windows.push(WindowPlan { window: *w, read: (level, place.unwrap_or(0)), distinct });
             }
             p.reads.push(windows);
         }
@@ -420,10 +454,6 @@ impl Plan {
             Value::Int(n) => Ok(*n),
             other => Err(bad_reply(format!("an integer, got {other:?}"))),
         };
-        let mut tiles: HashMap<&str, HashMap<i64, Stats>> = HashMap::new();
-        for (key, &i) in &self.pages {
-            tiles.insert(key, parse_page(&out[i])?);
-        }
         let observed = request.observe.iter().map(|o| (Some(o), o.time_ms));
         let queried = request.query.iter().map(|q| (None, q.time_ms));
         let mut answers = Vec::with_capacity(self.reads.len());
@@ -431,30 +461,15 @@ impl Plan {
             let status = match (timing(ns, now_ms, t), o) {
                 (Some(status), _) => status,
                 (None, None) => Status::Read,
+                (None, Some(_)) if mode == Mode::Peek => Status::Read,
                 (None, Some(o)) => match o.idempotency_key.as_ref().map(|k| self.claims[k]) {
                     Some(i) if int(i)? == 0 => Status::Duplicate,
                     _ => Status::Recorded,
                 },
             };
-            let extra = o.filter(|_| mode == Mode::Peek && status == Status::Recorded);
             let mut windows = Vec::with_capacity(plans.len());
             for w in plans {
-                let mut s = Stats::default();
-                for tile in w.window.tiles_at(t) {
-                    let page = tile.div_euclid(PAGE);
-                    let held = w
-                        .pages
-                        .iter()
-                        .find(|(p, _)| *p == page)
-                        .and_then(|(_, key)| tiles.get(key.as_str()))
-                        .and_then(|slots| slots.get(&tile.rem_euclid(PAGE)));
-                    if let Some(stats) = held {
-                        s.merge(stats);
-                    }
-                }
-                if let Some(o) = extra {
-                    s.add(o.value);
-                }
+                let s = window_stats(&out[w.read.0], w.read.1)?;
                 let distinct = match w.distinct {
                     Some(i) => Some(int(i)?.max(0) as u64),
                     None => None,
@@ -490,27 +505,22 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// A tile page's `HGETALL`: slot → count, sum, max.
-fn parse_page(v: &Value) -> Result<HashMap<i64, Stats>, StateError> {
-    let pairs: Vec<(&Value, &Value)> = match v {
-        Value::Array(flat) => flat.chunks(2).filter(|c| c.len() == 2).map(|c| (&c[0], &c[1])).collect(),
-        Value::Map(m) => m.iter().map(|(k, v)| (k, v)).collect(),
-        other => return Err(bad_reply(format!("HGETALL's array, got {other:?}"))),
+/// Window `i` of an `R` output: `{count, sum, max or nil}`.
+fn window_stats(v: &Value, i: usize) -> Result<Stats, StateError> {
+    let Value::Array(windows) = v else {
+        return Err(bad_reply(format!("an array of windows, got {v:?}")));
     };
-    let mut page: HashMap<i64, Stats> = HashMap::new();
-    for (f, v) in pairs {
-        let (Some(f), Some(v)) = (text(f), text(v)) else { continue };
-        let (kind, slot) = f.split_at(1);
-        let (Ok(slot), Ok(v)) = (slot.parse::<i64>(), v.parse::<i64>()) else {
-            return Err(bad_reply(format!("tile fields like c12, got {f:?}")));
-        };
-        let s = page.entry(slot).or_default();
-        match kind {
-            "c" => s.count = v as u64,
-            "s" => s.sum = i128::from(v),
-            "m" => s.max = Some(v),
-            _ => return Err(bad_reply(format!("tile fields c, s or m, got {f:?}"))),
-        }
-    }
-    Ok(page)
+    let Some(Value::Array(w)) = windows.get(i) else {
+        return Err(bad_reply(format!("window {i} of {v:?}")));
+    };
+    let int = |x: Option<&Value>| match x {
+        Some(Value::Int(n)) => Ok(Some(*n)),
+        Some(Value::Nil) | None => Ok(None),
+        other => Err(bad_reply(format!("an integer in a window, got {other:?}"))),
+    };
+    Ok(Stats {
+        count: int(w.first())?.unwrap_or(0).max(0) as u64,
+        sum: i128::from(int(w.get(1))?.unwrap_or(0)),
+        max: int(w.get(2))?,
+    })
 }

@@ -51,6 +51,20 @@ impl Tiles {
         Self { levels: windows.iter().map(|w| (w.tile_ms, BTreeMap::new())).collect() }
     }
 
+    /// Keeps the levels `windows` read too (a later version may declare more).
+    pub fn ensure(&mut self, windows: &[Window]) {
+        for w in windows {
+            self.levels.entry(w.tile_ms).or_default();
+        }
+    }
+
+    /// Drops, on each level, every tile that ended before `horizon(level)`.
+    pub fn prune_by_level(&mut self, horizon: impl Fn(i64) -> i64) {
+        for (&tile_ms, tiles) in &mut self.levels {
+            *tiles = tiles.split_off(&tile_of(horizon(tile_ms), tile_ms));
+        }
+    }
+
     /// Records `value` observed at time `e` in its tile on every level.
     pub fn record(&mut self, e: i64, value: i64) {
         for (&tile_ms, tiles) in &mut self.levels {
