@@ -6,7 +6,7 @@
 #
 #   1. The closed-loop maximum of `fraud` on Redis (hammer --rate 0).
 #   2. ROUNDS rounds, each running the three servers in turn (order rotated)
-#      open loop at 70 % of that maximum for DURATION s: p50 and p99 each.
+#      open loop at FRACTION (0.7) of that maximum for DURATION s: p50 and p99.
 #   3. Round trips: Redis's `INFO commandstats` before and after the Redis
 #      runs: EVALSHA calls against the 2xx answers of those runs.
 #
@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-8}
+FRACTION=${FRACTION:-0.7}
 source benches/common.sh
 command -v redis-server >/dev/null || { echo "redis-server is not installed (apt-get install redis-server)" >&2; exit 1; }
 
@@ -56,8 +57,8 @@ load() { # backend rate seconds -> hammer json
 
 for b in redis memory off; do load "$b" 0 2 >/dev/null; done # warm: instances, script loaded
 max=$(load redis 0 "$DURATION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["targets"]["fraud"]["rps"])')
-rate=$(python3 -c "print(round(0.7 * $max))")
-echo "closed-loop max of fraud on Redis: ${max%.*} req/s; open loop at 70 %: $rate req/s, ${DURATION}s per run" >&2
+rate=$(python3 -c "print(round($FRACTION * $max))")
+echo "closed-loop max of fraud on Redis: ${max%.*} req/s; open loop at $FRACTION of it: $rate req/s, ${DURATION}s per run" >&2
 
 stats() { redis-cli -p "$rport" info commandstats | tr -d '\r' | grep -E '^cmdstat_(evalsha|script)' || true; }
 results="$work/results.tsv"
@@ -84,11 +85,11 @@ done
 evalsha_after=$(stats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\).*/\1/p')
 stats >&2
 
-python3 - "$results" "$max" "$rate" "$redis_2xx" "$evalsha_before" "$evalsha_after" <<'PY'
+python3 - "$results" "$max" "$rate" "$redis_2xx" "$evalsha_before" "$evalsha_after" "$FRACTION" <<'PY'
 import statistics, sys
-path, mx, rate, ok, before, after = sys.argv[1:]
+path, mx, rate, ok, before, after, fraction = sys.argv[1:]
 rows = [l.split("\t") for l in open(path).read().split("\n") if l]
-print(f"fraud pipeline, open loop at {rate} req/s (70 % of the Redis max {float(mx):.0f} req/s)")
+print(f"fraud pipeline, open loop at {rate} req/s ({float(fraction):.0%} of the Redis max {float(mx):.0f} req/s)")
 print(f"{'state':<8} {'req/s':>7} {'p50 us':>8} {'p99 us':>8} {'non-2xx':>8}   (medians of {len(rows) // 3} runs)")
 med = {}
 for b in ["off", "memory", "redis"]:

@@ -6,7 +6,7 @@ Replays synthetic payment events through the bundled `fraud` pipeline
 state backend, and compares every aggregate velocity returns with an exact
 offline recomputation under the documented window semantics (wit/state.wit):
 a window of length W at event time t is the union of tiles floor(t/T)-n ..
-floor(t/T) of level T (10m and 1h: 1-minute tiles; 24h: hourly tiles).
+floor(t/T) of level T (10m: 1-minute tiles; 1h: 5-minute tiles; 24h: hourly).
 
 Events: cards drawn Zipf(1.1) from 5,000, e-mails from 3,000 (each with a few
 cards), IPs from 2,000; times over the last 20 h; 5 % out of order by up to
@@ -37,9 +37,9 @@ import time
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 # (feature suffix, tile ms, tiles back): the velocity plugin's windows.
-CARD_WINDOWS = [("10m", MINUTE, 10), ("1h", MINUTE, 60), ("24h", HOUR, 24)]
+CARD_WINDOWS = [("10m", MINUTE, 10), ("1h", 5 * MINUTE, 12), ("24h", HOUR, 24)]
 EMAIL_WINDOW = (HOUR, 24)
-IP_WINDOW = (MINUTE, 60)
+IP_WINDOW = (5 * MINUTE, 12)
 MAX_LATE = 24 * HOUR
 MAX_FUTURE = 5 * MINUTE
 RATES = {"USD": 1.0, "EUR": 1.08}
@@ -144,7 +144,8 @@ class Oracle:
                 cell[1] += cents(e)
             if "email" in e:
                 self.email.setdefault((e["email"], t // HOUR), set()).add(e["card"])
-            self.ip[(e["ip"], t // MINUTE)] = self.ip.get((e["ip"], t // MINUTE), 0) + 1
+            ip_tile = t // IP_WINDOW[0]
+            self.ip[(e["ip"], ip_tile)] = self.ip.get((e["ip"], ip_tile), 0) + 1
         out = {"state_status": "recorded" if fresh else "duplicate"}
         for name, tile, n in CARD_WINDOWS:
             k = t // tile
@@ -162,7 +163,7 @@ class Oracle:
             for j in range(k - EMAIL_WINDOW[1], k + 1):
                 cards |= self.email.get((e["email"], j), set())
             out["email_distinct_cards_24h"] = len(cards)
-        k = t // MINUTE
+        k = t // IP_WINDOW[0]
         out["ip_count_1h"] = sum(self.ip.get((e["ip"], j), 0) for j in range(k - IP_WINDOW[1], k + 1))
         return out
 

@@ -73,7 +73,7 @@ pub struct Namespace {
 impl Namespace {
     /// How long after it ends a tile of level `tile_ms` is kept: past that,
     /// no accepted read reaches it (`max_late` plus the longest window a
-    /// level serves, 60 tiles, plus one). By level, not by the windows this
+    /// level serves, `MAX_TILES` tiles, plus one). By level, not by the windows this
     /// version declares, so versions of one plugin that declare other
     /// windows keep the same history; Redis keys expire this long after
     /// their last tile ends.

@@ -8,11 +8,12 @@
 //!
 //! The wall clock is passed in (`now_ms`), so tests and replays control it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use indexmap::IndexMap;
 
+use super::claims::Claims;
 use super::exchange::{
     AggregateSpec, Answer, Mode, Namespace, Request, Response, StateError, Status, WindowAnswer, check,
     timing,
@@ -27,14 +28,6 @@ const EVICTION_SAMPLE: usize = 16;
 const ENTITY_OVERHEAD: usize = 96;
 /// Bytes one tile costs (index, count, sum, max, tree node share).
 const TILE_BYTES: usize = 64;
-/// Bytes one remembered idempotency key costs besides its two copies.
-const DEDUPE_OVERHEAD: usize = 64;
-
-/// Bytes a remembered idempotency key costs (it is held twice: map and queue).
-fn dedupe_cost(key: &str) -> usize {
-    2 * key.len() + DEDUPE_OVERHEAD
-}
-
 /// Every plugin's in-process state, and the lookup tables.
 #[derive(Default)]
 pub struct MemStore {
@@ -53,16 +46,13 @@ type EntityKey = (String, String);
 #[derive(Default)]
 struct Space {
     entities: IndexMap<EntityKey, Entity>,
-    /// Claimed idempotency key → until when it is remembered.
-    dedupe: HashMap<String, i64>,
-    /// The claims in the order they were made (so in order of expiry): the
-    /// oldest are forgotten first, when they expire or under quota pressure.
-    dedupe_order: VecDeque<(i64, String)>,
-    /// Bytes of `dedupe` and `dedupe_order` (part of `bytes`).
-    dedupe_bytes: usize,
+    /// Claimed idempotency keys, forgotten when they expire or, oldest
+    /// first, under quota pressure.
+    claims: Claims,
     /// Keys forgotten before their time to keep the quota.
     dedupe_evictions: u64,
-    bytes: usize,
+    /// Bytes the entities hold (estimated); [`Space::bytes`] adds the claims.
+    entity_bytes: usize,
     tick: u64,
     evictions: u64,
 }
@@ -211,7 +201,7 @@ impl MemStore {
                 }
                 entity.bytes = entity.weigh(&key);
                 let after = entity.bytes;
-                space.bytes = space.bytes + after - before;
+                space.entity_bytes = space.entity_bytes + after - before;
                 if !touched.contains(&key) {
                     touched.push(key);
                 }
@@ -251,7 +241,7 @@ impl MemStore {
                 // Nothing of it is kept: nor are its event ids, so a retry counts.
                 let fresh = request.observe.iter().zip(&statuses).filter(|(_, s)| **s == Status::Recorded);
                 for key in fresh.filter_map(|(o, _)| o.idempotency_key.as_ref()) {
-                    space.release_claim(key);
+                    space.claims.release(key);
                 }
                 return Err(e);
             }
@@ -264,7 +254,7 @@ impl MemStore {
         let space = self.space(name);
         let space = lock(&space);
         Usage {
-            bytes: space.bytes,
+            bytes: space.bytes(),
             entities: space.entities.len(),
             evictions: space.evictions,
             dedupe_evictions: space.dedupe_evictions,
@@ -314,46 +304,25 @@ impl Space {
             if duplicates.contains(key) || fresh.contains(&key) {
                 continue;
             }
-            match self.dedupe.get(key) {
-                Some(&until) if until > now_ms => duplicates.push(key.clone()),
-                _ => fresh.push(key),
+            if self.claims.holds(key, now_ms) {
+                duplicates.push(key.clone());
+            } else {
+                fresh.push(key);
             }
         }
         if mode == Mode::Peek {
             return duplicates;
         }
         for key in fresh {
-            let until = now_ms + ns.dedupe_ms;
-            if self.dedupe.insert(key.clone(), until).is_none() {
-                self.dedupe_bytes += dedupe_cost(key);
-                self.bytes += dedupe_cost(key);
-            }
-            self.dedupe_order.push_back((until, key.clone()));
+            self.claims.claim(key, now_ms + ns.dedupe_ms);
         }
-        // Claims expire in the order they were made: forget the expired ones.
-        while self.dedupe_order.front().is_some_and(|(until, _)| *until <= now_ms) {
-            self.forget_oldest_claim();
-        }
+        self.claims.expire(now_ms);
         duplicates
     }
 
-    /// Forgets the claim of `key` (its queue entry goes when it reaches the front).
-    fn release_claim(&mut self, key: &str) {
-        if self.dedupe.remove(key).is_some() {
-            self.dedupe_bytes -= dedupe_cost(key);
-            self.bytes -= dedupe_cost(key);
-        }
-    }
-
-    /// Forgets the oldest claim (an expired one, or one evicted early).
-    fn forget_oldest_claim(&mut self) {
-        let Some((until, key)) = self.dedupe_order.pop_front() else { return };
-        // A key claimed again later has a newer entry: only the last one forgets it.
-        if self.dedupe.get(&key) == Some(&until) {
-            self.dedupe.remove(&key);
-            self.dedupe_bytes -= dedupe_cost(&key);
-            self.bytes -= dedupe_cost(&key);
-        }
+    /// Bytes held (estimated): the entities and the remembered keys.
+    fn bytes(&self) -> usize {
+        self.entity_bytes + self.claims.bytes()
     }
 
     /// Evicts the least recently used of a sample of entities until the
@@ -363,15 +332,16 @@ impl Space {
     /// Remembered event ids may take a quarter of the quota; past it the
     /// oldest are forgotten early (counted in [`Usage::dedupe_evictions`]).
     fn evict(&mut self, quota: usize, current: &[EntityKey]) -> Result<(), StateError> {
-        while self.bytes > quota && self.dedupe_bytes > quota / 4 {
-            self.forget_oldest_claim();
-            self.dedupe_evictions += 1;
+        while self.bytes() > quota && self.claims.bytes() > quota / 4 {
+            if self.claims.forget_oldest() {
+                self.dedupe_evictions += 1;
+            }
         }
-        while self.bytes > quota {
+        while self.bytes() > quota {
             if self.entities.keys().all(|k| current.contains(k)) {
                 for key in current {
                     if let Some(e) = self.entities.shift_remove(key) {
-                        self.bytes -= e.bytes;
+                        self.entity_bytes -= e.bytes;
                         self.evictions += 1;
                     }
                 }
@@ -390,7 +360,7 @@ impl Space {
             }
             let Some((i, _)) = victim else { continue };
             let (_, e) = self.entities.swap_remove_index(i).expect("in range");
-            self.bytes -= e.bytes;
+            self.entity_bytes -= e.bytes;
             self.evictions += 1;
         }
         Ok(())

@@ -8,11 +8,13 @@
 //! [`window`] (the tile ladder and what a window covers), [`tiles`] (one
 //! entity's per-tile count, sum and max), [`hll`] (distinct counts, the same
 //! numbers as Redis's `PFCOUNT`), [`exchange`] (one call's request and
-//! answer, and the checks every backend applies), [`spec`] (a plugin's
+//! answer, and the checks every backend applies), [`claims`] (the event ids
+//! the in-process store remembers), [`spec`] (a plugin's
 //! `[state]` table), the stores — [`memory`] (in process, the default) and
 //! [`redis`] (shared by every replica) — and [`backend`], which picks one.
 
 pub mod backend;
+pub mod claims;
 pub mod exchange;
 pub mod hll;
 pub mod memory;

@@ -55,32 +55,29 @@ while a <= #ARGV do
         redis.call('HSET', key, field, string.format('%d:%d:%d', c + 1, s + v, math.max(m, v)))
       else
         redis.call('HSET', key, field, string.format('%d:%d:%d', 1, v, v))
-        -- A tile's first write sets its page's expiry (NX), or moves it later
-        -- (GT) for a version that keeps history longer.
-        redis.call('PEXPIREAT', key, exp, 'NX')
-        redis.call('PEXPIREAT', key, exp, 'GT')
+        -- A tile's first write (re)sets its page's expiry: the page's end plus
+        -- the retention, the same for every tile of the page.
+        redis.call('PEXPIREAT', key, exp)
       end
     end
   elseif op == 'D' then
     local k, item, exp, idem = num(), take(), num(), num()
     if counts(idem) then
       if redis.call('PFADD', KEYS[k], item) == 1 then
-        redis.call('PEXPIREAT', KEYS[k], exp, 'NX')
-        redis.call('PEXPIREAT', KEYS[k], exp, 'GT')
+        redis.call('PEXPIREAT', KEYS[k], exp)
       end
     end
   elseif op == 'R' then
     local ages = {}
     for _ = 1, num() do
       local k, lo, hi, base = num(), num(), num(), num()
-      local fields = {}
-      for slot = lo, hi do
-        fields[#fields + 1] = 't' .. slot
-      end
-      local tiles = redis.call('HMGET', KEYS[k], unpack(fields))
-      for j, tile in ipairs(tiles) do
-        if tile then
-          ages[#ages + 1] = { base - (lo + j - 1), parse(tile) }
+      -- HGETALL, not HMGET of lo..hi: it answers only the tiles there are
+      -- (most entities are sparse), and costs Redis half as much here.
+      local all = redis.call('HGETALL', KEYS[k])
+      for j = 1, #all, 2 do
+        local slot = tonumber(string.sub(all[j], 2))
+        if slot and slot >= lo and slot <= hi then
+          ages[#ages + 1] = { base - slot, parse(all[j + 1]) }
         end
       end
     end

@@ -3,7 +3,7 @@
 //! Time is milliseconds since the Unix epoch. A **tile** of level `T` (one of
 //! [`LEVELS`]: 1 min, 5 min, 1 h, 6 h, 1 d) is `[k·T, (k+1)·T)`; the tile of
 //! a time `e` is `k(e) = floor(e / T)`. A window of length `W` uses the
-//! finest level `T` that divides `W` into `n = W / T ≤ 60` tiles. The window
+//! finest level `T` that divides `W` into `n = W / T ≤ 30` tiles. The window
 //! at reference time `t` is the union of the `n + 1` tiles `k(t) − n ..=
 //! k(t)`: it always covers `[t − W, t]`, reaches back at most `W + T`, and
 //! includes the rest of `t`'s own tile. So `10m` at 12:34:56 reads
@@ -21,7 +21,7 @@ pub const MINUTE_MS: i64 = 60_000;
 pub const LEVELS: [i64; 5] = [MINUTE_MS, 5 * MINUTE_MS, 60 * MINUTE_MS, 360 * MINUTE_MS, 1440 * MINUTE_MS];
 
 /// Most tiles one window reads, besides the reference time's own.
-pub const MAX_TILES: i64 = 60;
+pub const MAX_TILES: i64 = 30;
 
 /// The longest window: 30 days.
 pub const MAX_WINDOW_MS: i64 = 30 * 1440 * MINUTE_MS;
@@ -69,7 +69,7 @@ impl Window {
             return Err(err("must be longer than 0 and at most 30d"));
         }
         Self::of_length(length_ms).ok_or_else(|| {
-            err("no tile level fits it: it must be a multiple of 1m, 5m, 1h, 6h or 1d of at most 60 tiles (e.g. 60m, not 61m)")
+            err("no tile level fits it: it must be a multiple of 1m, 5m, 1h, 6h or 1d of at most 30 tiles (e.g. 30m or 35m, not 31m)")
         })
     }
 
@@ -118,18 +118,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_window_takes_the_finest_level_of_at_most_60_tiles() {
+    fn each_window_takes_the_finest_level_of_at_most_30_tiles() {
         let pick = |s: &str| {
             let w = Window::parse(s).unwrap();
             (w.tile_ms / MINUTE_MS, w.tiles)
         };
         assert_eq!(pick("10m"), (1, 10));
-        assert_eq!(pick("1h"), (1, 60));
+        assert_eq!(pick("30m"), (1, 30));
+        assert_eq!(pick("1h"), (5, 12));
         assert_eq!(pick("90m"), (5, 18));
         assert_eq!(pick("24h"), (60, 24));
         assert_eq!(pick("7d"), (360, 28));
         assert_eq!(pick("30d"), (1440, 30));
-        for bad in ["61m", "0m", "31d", "10", "m", "1.5h", "-1h", "10s", "9999999m"] {
+        for bad in ["61m", "31m", "0m", "31d", "10", "m", "1.5h", "-1h", "10s", "9999999m"] {
             assert!(Window::parse(bad).is_err(), "{bad}");
         }
         let e = Window::parse("61m").unwrap_err();
