@@ -83,7 +83,9 @@ PY
   done
 done
 evalsha_after=$(stats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\).*/\1/p')
-stats >&2
+# Every command Redis ran: EVALSHA, and inside it the script's own (one
+# EVALSHA's share of each is its calls / the EVALSHA calls).
+redis-cli -p "$rport" info commandstats | tr -d '\r' | grep '^cmdstat_' | sed 's/,rejected_calls.*//' >&2
 
 python3 - "$results" "$max" "$rate" "$redis_2xx" "$evalsha_before" "$evalsha_after" "$FRACTION" <<'PY'
 import statistics, sys

@@ -9,7 +9,13 @@
 //! - `call/velocity/memory` vs `call/velocity/off` vs `call/txn-features`:
 //!   the velocity plugin's whole extract call with its state in process, and
 //!   with the store off (the exchange fails at once: the plugin's own work),
-//!   and a stateless extractor of similar size.
+//!   and a stateless extractor of similar size;
+//! - `state/redis/ping` vs `state/redis/exchange`: on an idle `redis-server`
+//!   on loopback (started here; skipped with a message when it is not
+//!   installed), a bare `PING` on the same kind of connection the store uses
+//!   (the round trip: both sockets, the connection task, the wake-ups) and
+//!   velocity's whole exchange (the same plus one run of the script), each
+//!   from a two-worker tokio runtime as `serve` has on this machine.
 //!
 //! Run: `cargo bench -p scorehost-benches --bench state` (`-- --quick` for a
 //! fast pass). The Redis backend under load: `benches/state.sh`.
@@ -24,6 +30,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use scorehost::state::backend::{self, Access, Backend, now_ms};
 use scorehost::state::exchange::{Lookup, Mode, Observation, Request};
 use scorehost::state::memory::MemStore;
+use scorehost::state::redis::RedisStore;
 use scorehost::{PoolSize, Runtime};
 use scorehost_benches::{payment_event, staged};
 use serde_json::{Map, Value, json};
@@ -115,5 +122,84 @@ fn exchange(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exchange);
+/// A `redis-server` on a free loopback port, stopped when dropped.
+struct RedisServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = Self { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis(c: &mut Criterion) {
+    let Some(server) = RedisServer::start() else {
+        eprintln!("state/redis: skipped, redis-server is not installed (apt-get install redis-server)");
+        return;
+    };
+    let url = format!("redis://127.0.0.1:{}/0", server.port);
+    let ex =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("executor");
+    let runtime = Runtime::new(PoolSize { instances: 1 }, None).expect("runtime");
+    let velocity = runtime.load(&staged("velocity")).expect("velocity");
+    let ns = velocity.manifest().state().expect("velocity declares [state]");
+    let timeout = std::time::Duration::from_millis(50);
+    let store = ex.block_on(async { RedisStore::connect(&url, "sh:", timeout) }).expect("store");
+    let mut conn = ex
+        .block_on(redis::aio::ConnectionManager::new(redis::Client::open(url.as_str()).expect("url")))
+        .expect("connection");
+    let mut g = c.benchmark_group("state/redis");
+    g.bench_function("ping", |b| {
+        b.iter(|| ex.block_on(redis::cmd("PING").query_async::<String>(&mut conn)).expect("ping"))
+    });
+    // The floor: PING on a bare socket, no connection task in between.
+    let mut raw = ex.block_on(tokio::net::TcpStream::connect(("127.0.0.1", server.port))).expect("socket");
+    raw.set_nodelay(true).expect("nodelay");
+    g.bench_function("ping-bare-socket", |b| {
+        b.iter(|| {
+            ex.block_on(async {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                raw.write_all(b"PING\r\n").await.expect("write");
+                let mut reply = [0u8; 7];
+                raw.read_exact(&mut reply).await.expect("read");
+                reply
+            })
+        })
+    });
+    let now = now_ms();
+    let mut i = 0;
+    g.bench_function("exchange", |b| {
+        b.iter(|| {
+            i += 1;
+            let request = request(i, i % 5_000, now);
+            ex.block_on(store.exchange(&ns, now, black_box(&request), Mode::Record, timeout))
+                .expect("exchange")
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, exchange, redis);
 criterion_main!(benches);
