@@ -40,7 +40,13 @@ fn inspect_component(runtime: &Runtime, path: &std::path::Path) -> anyhow::Resul
         .imports(engine)
         .map(|(name, _)| {
             let unversioned = name.split('@').next().unwrap_or(name);
-            serde_json::json!({"name": name, "granted": host::GRANTED_IMPORTS.contains(&unversioned)})
+            // Linked deny-all (sockets): loads, every use fails with access-denied.
+            let denied = host::DENIED_IMPORTS.contains(&unversioned);
+            serde_json::json!({
+                "name": name,
+                "granted": host::GRANTED_IMPORTS.contains(&unversioned) || denied,
+                "every_use_denied": denied,
+            })
         })
         .collect();
     let exports: Vec<_> = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();

@@ -221,22 +221,12 @@ pub enum LoadError {
     #[error(
         "the component imports {}, which scorehost does not grant \
          (granted: scorehost:plugin/log, scorehost:plugin/state with a [state] table, wasi:cli environment/exit/stdio, wasi:clocks without timers, \
-         wasi:random, wasi:io, wasi:filesystem read-only model dir; never sockets or http)",
+         wasi:random, wasi:io, wasi:filesystem read-only model dir, wasi:sockets with every use denied; never http)",
         imports.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
     )]
     UngrantedImport {
-        /// Every ungranted import's full name, e.g. `wasi:sockets/tcp@0.2.6`.
+        /// Every ungranted import's full name, e.g. `wasi:http/outgoing-handler@0.2.6`.
         imports: Vec<String>,
-    },
-    /// The component imports `scorehost:plugin/state` but its manifest
-    /// declares no `[state]` table: nothing it could reach is granted.
-    #[error(
-        "the component imports `{import}` but plugin.toml has no [state] table: declare the aggregates \
-         and lookup tables it uses (docs/state.md)"
-    )]
-    StateNotDeclared {
-        /// The import's full name, e.g. `scorehost:plugin/state@0.1.2`.
-        import: String,
     },
     /// The component does not implement the world its manifest declares.
     #[error("the component does not implement the `{world}` world its manifest declares: {message}")]

@@ -6,8 +6,12 @@
 //! clocks, random, io, cli (empty environment and arguments, exit, stdio that
 //! goes nowhere but a small captured stderr for panic messages) and the
 //! filesystem — whose only preopen is the manifest's model directory,
-//! read-only, during `init`. Never sockets, name lookup or http: a component
-//! importing those is rejected at load by [`check_imports`], naming the import.
+//! read-only, during `init`. Sockets and name lookup are linked but deny
+//! everything, as Spin does for a component with no allowed hosts: creating a
+//! TCP or UDP socket and resolving a name fail with `access-denied` before any
+//! system call (CPython, so every componentize-py plugin, imports them whether
+//! or not it uses them). Nothing else — http, say: a component importing it is
+//! rejected at load by [`check_imports`], naming the import.
 //!
 //! The monotonic clock is scorehost's own: `now` works, but its timers — the
 //! only thing a plugin could block on (`std::thread::sleep`) — trap at once,
@@ -26,6 +30,7 @@ use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
 use wasmtime_wasi::p2::bindings::random as wasi_random;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::random::WasiRandomView;
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::sandbox::bindings::{wit_log, wit_state};
@@ -62,6 +67,18 @@ pub const GRANTED_IMPORTS: &[&str] = &[
     "wasi:io/streams",
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
+];
+
+/// Interfaces (without their `@version`) a component may import that are
+/// linked deny-all ([`deny_network`]): every use fails with `access-denied`.
+pub const DENIED_IMPORTS: &[&str] = &[
+    "wasi:sockets/network",
+    "wasi:sockets/instance-network",
+    "wasi:sockets/tcp",
+    "wasi:sockets/tcp-create-socket",
+    "wasi:sockets/udp",
+    "wasi:sockets/udp-create-socket",
+    "wasi:sockets/ip-name-lookup",
 ];
 
 /// The `state` interface as the linker names it (contract 0.1.2).
@@ -114,7 +131,7 @@ impl HostState {
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         Self {
-            wasi: wasi.map(|mut w| w.stderr(stderr.clone()).stdout(budget.stdout()).build()),
+            wasi: wasi.map(|mut w| deny_network(w.stderr(stderr.clone()).stdout(budget.stdout())).build()),
             table,
             limiter: MemoryLimiter::new(memory_limit),
             plugin,
@@ -157,10 +174,23 @@ impl HostState {
     }
 }
 
+/// Denies every network use in a context being built: no TCP or UDP socket
+/// (creating one fails with `access-denied` before any system call), no name
+/// lookup, no address. wasmtime-wasi's defaults say the same today; this says
+/// it here, so a change of defaults cannot open the network.
+fn deny_network(builder: &mut WasiCtxBuilder) -> &mut WasiCtxBuilder {
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         let ctx = self.wasi.get_or_insert_with(|| {
-            WasiCtxBuilder::new().stderr(self.stderr.clone()).stdout(self.budget.stdout()).build()
+            deny_network(WasiCtxBuilder::new().stderr(self.stderr.clone()).stdout(self.budget.stdout()))
+                .build()
         });
         WasiCtxView { ctx, table: &mut self.table }
     }
@@ -273,10 +303,11 @@ pub enum HostIo {
     Async,
 }
 
-/// The linker every plugin is instantiated with: exactly [`GRANTED_IMPORTS`],
+/// The linker every plugin is instantiated with: exactly [`GRANTED_IMPORTS`]
+/// and [`DENIED_IMPORTS`],
 /// with I/O bindings of the `io` flavour.
 pub fn linker(engine: &Engine, io: HostIo) -> wasmtime::Result<Linker<HostState>> {
-    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sync};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets, sync};
 
     let mut l = Linker::<HostState>::new(engine);
     wit_log::add_to_linker::<HostState, HasSelf<HostState>>(&mut l, |s| s)?;
@@ -316,6 +347,14 @@ pub fn linker(engine: &Engine, io: HostIo) -> wasmtime::Result<Linker<HostState>
     cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(&mut l, HostState::cli)?;
     filesystem::preopens::add_to_linker::<HostState, WasiFilesystem>(&mut l, HostState::filesystem)?;
+    // Sockets, all denied by the context (`deny_network`).
+    sockets::tcp_create_socket::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
+    sockets::instance_network::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
+    sockets::network::add_to_linker::<HostState, WasiSockets>(
+        &mut l,
+        &sockets::network::LinkOptions::default(),
+        HostState::sockets,
+    )?;
     wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<HostState, HasTable>(&mut l, table)?;
     match io {
         HostIo::Blocking => {
@@ -325,6 +364,16 @@ pub fn linker(engine: &Engine, io: HostIo) -> wasmtime::Result<Linker<HostState>
             )?;
             sync::io::poll::add_to_linker::<HostState, HasTable>(&mut l, table)?;
             sync::io::streams::add_to_linker::<HostState, HasTable>(&mut l, table)?;
+            sync::sockets::tcp::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
+            sync::sockets::udp::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
+            sync::sockets::udp_create_socket::add_to_linker::<HostState, WasiSockets>(
+                &mut l,
+                HostState::sockets,
+            )?;
+            sync::sockets::ip_name_lookup::add_to_linker::<HostState, WasiSockets>(
+                &mut l,
+                HostState::sockets,
+            )?;
         }
         HostIo::Async => {
             filesystem::types::add_to_linker::<HostState, WasiFilesystem>(&mut l, HostState::filesystem)?;
@@ -332,12 +381,16 @@ pub fn linker(engine: &Engine, io: HostIo) -> wasmtime::Result<Linker<HostState>
             wasmtime_wasi_io::bindings::wasi::io::streams::add_to_linker::<HostState, HasTable>(
                 &mut l, table,
             )?;
+            sockets::tcp::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
+            sockets::udp::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
+            sockets::udp_create_socket::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
+            sockets::ip_name_lookup::add_to_linker::<HostState, WasiSockets>(&mut l, HostState::sockets)?;
         }
     }
     Ok(l)
 }
 
-/// The two linkers of a runtime, both granting exactly [`GRANTED_IMPORTS`].
+/// The two linkers of a runtime, both linking exactly [`GRANTED_IMPORTS`] and [`DENIED_IMPORTS`].
 pub struct Linkers {
     /// For `init` and its snapshot, run once per version on a loading thread.
     pub init: Linker<HostState>,
@@ -362,7 +415,7 @@ fn table(s: &mut HostState) -> &mut ResourceTable {
     &mut s.table
 }
 
-/// Rejects a component that imports anything outside [`GRANTED_IMPORTS`],
+/// Rejects a component that imports anything outside [`GRANTED_IMPORTS`] and [`DENIED_IMPORTS`],
 /// naming every such import.
 pub fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let ungranted: Vec<String> = component
@@ -371,27 +424,11 @@ pub fn check_imports(engine: &Engine, component: &Component) -> Result<(), LoadE
         .filter(|(name, item)| {
             let unversioned = name.split('@').next().unwrap_or(name);
             !(matches!(item.ty, ComponentItem::ComponentInstance(_) | ComponentItem::Type(_))
-                && GRANTED_IMPORTS.contains(&unversioned))
+                && (GRANTED_IMPORTS.contains(&unversioned) || DENIED_IMPORTS.contains(&unversioned)))
         })
         .map(|(name, _)| name.to_owned())
         .collect();
     if ungranted.is_empty() { Ok(()) } else { Err(LoadError::UngrantedImport { imports: ungranted }) }
-}
-
-/// Rejects a component that imports `scorehost:plugin/state` when its
-/// manifest grants no state (`declared` false), naming the import.
-pub fn check_state_import(engine: &Engine, component: &Component, declared: bool) -> Result<(), LoadError> {
-    if declared {
-        return Ok(());
-    }
-    match component
-        .component_type()
-        .imports(engine)
-        .find(|(name, _)| name.split('@').next() == Some("scorehost:plugin/state"))
-    {
-        Some((name, _)) => Err(LoadError::StateNotDeclared { import: name.to_owned() }),
-        None => Ok(()),
-    }
 }
 
 /// Rejects a component that does not export the interface of `world`, listing

@@ -29,9 +29,12 @@ impl wit::Host for HostState {
         request: wit::Request,
     ) -> wasmtime::Result<Result<wit::Response, wit::StateError>> {
         self.budget.charge(request_bytes(&request))?;
+        // (During `init` this is not reached: the init linker answers `unavailable`.)
         let Some(ns) = self.state.clone() else {
-            return Ok(Err(wit::StateError::Unavailable(
-                "the state store is not reachable during init: exchange in score or extract".into(),
+            return Ok(Err(wit::StateError::Denied(
+                "plugin.toml has no [state] table: declare the aggregates and lookup tables this plugin \
+                 uses (docs/state.md)"
+                    .into(),
             )));
         };
         if self.exchanges_left == 0 {

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::admin::{admin_req, server, tar_of};
 use crate::http::{Reply, get, logreg_body, post, send};
-use crate::support::{copy_with, runtime, staged};
+use crate::support::{copy_with, http_import_plugin, runtime};
 
 /// A server over `versions`, built off the async workers (loading runs `init`).
 pub(crate) fn app_of(load: impl FnOnce() -> Vec<PluginVersion> + Send) -> Arc<App> {
@@ -100,12 +100,13 @@ async fn hostile_components_are_refused_at_the_gate_naming_why() {
     let init_trap = copy_with("hostile-panic", |m| format!("{m}\n[config]\npanic_in_init = true\n"));
     let not_wasm = copy_with("logreg", |m| m);
     std::fs::write(not_wasm.path().join("logreg.wasm"), "#!/bin/sh\necho not wasm\n").unwrap();
+    let http_dir = http_import_plugin();
     let truncated = copy_with("logreg", |m| m);
     let bytes = std::fs::read(truncated.path().join("logreg.wasm")).unwrap();
     std::fs::write(truncated.path().join("logreg.wasm"), &bytes[..bytes.len() / 2]).unwrap();
     let cases: [(&std::path::Path, &str, &str); 4] = [
         (init_trap.path(), "hostile-panic", "panicking in init"),
-        (&staged("net-import"), "net-import", "wasi:sockets"),
+        (http_dir.path(), "phone", "wasi:http/outgoing-handler"),
         (not_wasm.path(), "logreg", "not a valid WebAssembly component"),
         (truncated.path(), "logreg", "not a valid WebAssembly component"),
     ];
@@ -120,7 +121,7 @@ async fn hostile_components_are_refused_at_the_gate_naming_why() {
     // The same checks, loading directly: the typed load errors.
     let e = runtime().load(not_wasm.path()).unwrap_err();
     assert!(matches!(e, scorehost::LoadError::InvalidComponent { .. }), "{e}");
-    let e = runtime().load(&staged("net-import")).unwrap_err();
+    let e = runtime().load(http_dir.path()).unwrap_err();
     assert!(matches!(e, scorehost::LoadError::UngrantedImport { .. }), "{e}");
 }
 

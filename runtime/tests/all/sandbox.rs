@@ -1,4 +1,5 @@
-//! The filesystem grant: a plugin reads its model dir, and nothing else.
+//! The filesystem grant: a plugin reads its model dir, and nothing else; the
+//! network: sockets are linked, every use denied.
 
 use serde_json::json;
 
@@ -23,4 +24,20 @@ fn model_dir_is_readable_but_nothing_else_and_nothing_is_writable() {
     assert_eq!(outcome("create_dir_inside"), 0.0, "the model dir is read-only");
     assert_eq!(outcome("env_visible"), 0.0, "no environment variables");
     assert!(!staged.join("model/written.txt").exists() && !staged.join("model/newdir").exists());
+}
+
+#[test]
+fn sockets_load_but_every_connect_and_lookup_is_denied() {
+    // A real listener on loopback: a connect that got through would land here.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let phone = load("net-import");
+    let e = phone.score(&obj(json!({"addr": addr})), None).unwrap_err();
+    assert!(e.to_string().contains(&format!("connect {addr}: Permission denied")), "{e}");
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "nothing connected");
+    // Name lookup answers access-denied, which Rust's std (through wasi-libc's
+    // getaddrinfo) reports as a failed lookup: even `localhost` resolves to nothing.
+    let e = phone.score(&obj(json!({"host": "localhost"})), None).unwrap_err();
+    assert!(e.to_string().contains("resolve localhost: failed to lookup address information"), "{e}");
 }

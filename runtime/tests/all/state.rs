@@ -9,7 +9,7 @@ use std::sync::Arc;
 use scorehost::control::golden;
 use scorehost::state::backend::{self, Access, Backend};
 use scorehost::state::memory::MemStore;
-use scorehost::{ErrorKind, LoadError, PluginVersion, World};
+use scorehost::{ErrorKind, PluginVersion, World};
 use serde_json::{Map, Value, json};
 
 use crate::support::{copy_with, load, obj, runtime};
@@ -93,14 +93,17 @@ fn a_shadow_peeks_gates_and_tests_use_scratch_and_a_call_outside_any_scope_write
 
 #[test]
 fn state_needs_a_state_table_and_reaches_only_what_it_grants() {
-    // The component imports `state`; the manifest without [state] grants nothing.
+    // The component imports `state`; the manifest without [state] grants
+    // nothing: it loads (a componentize-py plugin imports every interface of
+    // its world), and every exchange is denied, naming the missing table.
     let bare = copy_with("velocity", |m| m[..m.find("[state]").unwrap()].to_owned());
-    let e = runtime().load(bare.path()).unwrap_err();
-    assert!(matches!(e, LoadError::StateNotDeclared { .. }), "{e:?}");
-    assert!(
-        e.to_string().contains("scorehost:plugin/state@0.1.2") && e.to_string().contains("[state]"),
-        "{e}"
-    );
+    let v = runtime().load(bare.path()).unwrap();
+    let out = v.extract(&event("e1", "c1", "pat@example.com"), None).unwrap().value;
+    assert_eq!((out["state_status"].clone(), out["state_ok"].clone()), (json!("denied"), json!(false)));
+    let bare = copy_with("hostile-host", |m| m[..m.find("[state]").unwrap()].to_owned());
+    let e =
+        runtime().load(bare.path()).unwrap().score(&obj(json!({"mode": "state-twice"})), None).unwrap_err();
+    assert!(e.to_string().contains("first exchange: denied: plugin.toml has no [state] table"), "{e}");
     // A table it did not list: the exchange is denied, the plugin uses its defaults.
     let no_table = copy_with("velocity", |m| m.replace("lookups = [\"card_stats\"]", "lookups = []"));
     let v = runtime().load(no_table.path()).unwrap();

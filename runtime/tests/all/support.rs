@@ -44,3 +44,19 @@ pub fn obj(v: Value) -> Map<String, Value> {
         other => panic!("not an object: {other}"),
     }
 }
+
+/// A plugin directory whose component imports `wasi:http/outgoing-handler`,
+/// which scorehost never links: its load must fail naming the import. Built
+/// here from WAT (a component of one import), not checked in as a binary.
+pub fn http_import_plugin() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let component =
+        wat::parse_str(r#"(component (import "wasi:http/outgoing-handler@0.2.6" (instance)))"#).unwrap();
+    std::fs::write(dir.path().join("phone.wasm"), component).unwrap();
+    std::fs::write(
+        dir.path().join("plugin.toml"),
+        "name = \"phone\"\nversion = \"0.1.0\"\nworld = \"scorer\"\ncomponent = \"phone.wasm\"\n",
+    )
+    .unwrap();
+    dir
+}

@@ -109,7 +109,6 @@ impl PluginVersion {
         // Cheap, and keeps the message that names both worlds even on a cache hit.
         crate::sandbox::host::check_exports(engine.engine(), &component, manifest.world)?;
         let state = manifest.state().map(Arc::new);
-        crate::sandbox::host::check_state_import(engine.engine(), &component, state.is_some())?;
         let instance_pre = linkers
             .call
             .instantiate_pre(&component)
