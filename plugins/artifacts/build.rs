@@ -4,6 +4,11 @@
 //! plugin: its `plugin.toml`, its data files (model dir, golden vectors) and the
 //! component under the name the manifest declares. `src/lib.rs` exposes the
 //! staged paths as constants. No `.wasm` is ever checked in.
+//!
+//! Python plugins (a `plugin.toml` and an `app.py`, no `Cargo.toml`) are built
+//! with componentize-py against `wit/` and the Python SDK in
+//! `guest-sdk/python/` when it is installed, and skipped with a warning (and
+//! `PYTHON_SKIPPED` saying why) when it is not.
 
 use std::env;
 use std::fs;
@@ -17,6 +22,7 @@ fn main() {
     // Relative to this package, not absolute: cargo's hashes of path packages
     // ignore where the checkout lives, so a target dir shared by two clones
     // must not keep watching the other clone's files.
+    // (`guest-sdk` holds the Python SDK too.)
     for watched in ["wit", "guest-sdk", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed=../../{watched}");
     }
@@ -46,6 +52,33 @@ fn main() {
         ));
         all.push_str(&format!("    ({p:?}, {ident}),\n"));
     }
+    // The Python plugins, when componentize-py is there; no constants of their
+    // own (code that names one would not compile without it): `find` them.
+    let python = python_plugin_dirs(&root.join("plugins"));
+    let skipped = match componentize_py() {
+        Some(tool) => {
+            for p in &python {
+                let wasm = build_python_plugin(&tool, &root, &out.join("python"), p);
+                stage(&root.join("plugins").join(p), &staged.join(p), &wasm);
+                all.push_str(&format!("    ({p:?}, {:?}),\n", staged.join(p).display().to_string()));
+            }
+            String::new()
+        }
+        None if python.is_empty() => String::new(),
+        None => {
+            let why = format!(
+                "Python plugins ({}) not built: componentize-py is not installed \
+                 (pip install -r guest-sdk/python/requirements.txt)",
+                python.join(", ")
+            );
+            println!("cargo:warning={why}");
+            why
+        }
+    };
+    consts.push_str(&format!(
+        "/// Why the Python plugins were not built (componentize-py missing); empty when they were.\n\
+         pub const PYTHON_SKIPPED: &str = {skipped:?};\n"
+    ));
     consts.push_str(&format!(
         "/// Every staged plugin as (name, directory).\npub const ALL: &[(&str, &str)] = &[\n{all}];\n"
     ));
@@ -69,6 +102,93 @@ fn plugin_dirs(plugins: &Path) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// Every Python plugin: each directory under `plugins/` with a `plugin.toml`
+/// and an `app.py` and no `Cargo.toml` (the workspace excludes them), sorted.
+fn python_plugin_dirs(plugins: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(plugins)
+        .expect("read plugins/")
+        .map(|e| e.expect("plugins/ entry").path())
+        .filter(|dir| {
+            dir.join("plugin.toml").is_file()
+                && dir.join("app.py").is_file()
+                && !dir.join("Cargo.toml").exists()
+        })
+        .map(|dir| dir.file_name().expect("a directory name").to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The componentize-py command (`$COMPONENTIZE_PY`, else the one on PATH) and
+/// its version line, if it runs.
+fn componentize_py() -> Option<(PathBuf, String)> {
+    println!("cargo:rerun-if-env-changed=COMPONENTIZE_PY");
+    let tool = env::var_os("COMPONENTIZE_PY").map(PathBuf::from).unwrap_or_else(|| "componentize-py".into());
+    let out = Command::new(&tool).arg("--version").output().ok().filter(|o| o.status.success())?;
+    Some((tool, String::from_utf8_lossy(&out.stdout).trim().to_owned()))
+}
+
+/// Builds Python plugin `name` (its `app` module, on the Python SDK) into a
+/// component under `out`, unless a build of the same sources with the same
+/// componentize-py is there already (a build takes seconds; this script reruns
+/// whenever anything in `plugins/` changes).
+fn build_python_plugin((tool, version): &(PathBuf, String), root: &Path, out: &Path, name: &str) -> PathBuf {
+    let dir = root.join("plugins").join(name);
+    let sdk = root.join("guest-sdk/python");
+    let manifest: toml::Table = fs::read_to_string(dir.join("plugin.toml"))
+        .expect("read plugin.toml")
+        .parse()
+        .expect("plugin.toml is valid TOML");
+    let world = match manifest.get("world").and_then(|w| w.as_str()) {
+        Some("extractor") => "extractor-plugin",
+        _ => "scorer-plugin",
+    };
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&(version, world), &mut hasher);
+    for tree in [&dir, &sdk, &root.join("wit")] {
+        hash_tree(tree, &mut hasher);
+    }
+    let stamp = format!("{:016x}", std::hash::Hasher::finish(&hasher));
+    fs::create_dir_all(out).expect("create the Python build dir");
+    let wasm = out.join(format!("{name}.wasm"));
+    let stamp_file = out.join(format!("{name}.stamp"));
+    if wasm.is_file() && fs::read_to_string(&stamp_file).is_ok_and(|s| s == stamp) {
+        return wasm;
+    }
+    let status = Command::new(tool)
+        .arg("-d")
+        .arg(root.join("wit"))
+        .args(["-w", world, "componentize", "app", "-p"])
+        .arg(&dir)
+        .arg("-p")
+        .arg(&sdk)
+        .arg("-o")
+        .arg(&wasm)
+        .status()
+        .expect("run componentize-py");
+    assert!(status.success(), "componentize-py failed to build plugins/{name} (see the errors above)");
+    fs::write(&stamp_file, stamp).expect("write the build stamp");
+    wasm
+}
+
+/// Feeds every `.py`, `.wit` and `.toml` file under `dir` (paths and bytes,
+/// in sorted order) to `hasher`.
+fn hash_tree(dir: &Path, hasher: &mut std::hash::DefaultHasher) {
+    let mut entries: Vec<PathBuf> =
+        fs::read_dir(dir).expect("read dir").map(|e| e.expect("entry").path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(['.', '_'])) {
+                hash_tree(&path, hasher);
+            }
+        } else if path.extension().is_some_and(|e| e == "py" || e == "wit" || e == "toml") {
+            std::hash::Hash::hash(&path, hasher);
+            std::hash::Hash::hash(&fs::read(&path).expect("read file"), hasher);
+        }
+    }
 }
 
 /// The nested build. Wrappers and flags meant for the host build are removed:
@@ -128,7 +248,11 @@ fn stage(src: &Path, dest: &Path, wasm: &Path) -> PathBuf {
     for entry in fs::read_dir(src).expect("read plugin dir") {
         let entry = entry.expect("plugin dir entry");
         let name = entry.file_name();
-        if ["src", "Cargo.toml", "target", "tests", "fixtures", "wit"].iter().any(|skip| name == *skip) {
+        if ["src", "Cargo.toml", "target", "tests", "fixtures", "wit", "__pycache__", ".pytest_cache"]
+            .iter()
+            .any(|skip| name == *skip)
+            || name.to_string_lossy().ends_with(".py")
+        {
             continue;
         }
         copy_tree(&entry.path(), &dest.join(&name));

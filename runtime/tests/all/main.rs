@@ -19,6 +19,7 @@ mod limits;
 mod load;
 mod logs;
 mod metrics;
+mod python;
 mod sandbox;
 mod state;
 mod status;
