@@ -223,7 +223,11 @@ def commandstats(port):
 
 def start_serve(binary, state, lookups_file):
     port = free_port()
-    args = [binary, "serve", "--addr", f"127.0.0.1:{port}", "--state", state]
+    # The replay checks semantics, not latency: the store may take up to the
+    # call's deadline (velocity's 50 ms, less a margin) rather than the 10 ms
+    # default, so a slow moment of a busy CI machine (a debug binary) is not
+    # a `timeout` counted as a mismatch.
+    args = [binary, "serve", "--addr", f"127.0.0.1:{port}", "--state", state, "--state-timeout-ms", "1000"]
     if lookups_file:
         args += ["--state-lookups", lookups_file]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -106,7 +106,8 @@ class Field:
 class PluginError(Exception):
     """A typed failure. `invalid_input` is the caller's fault (HTTP 422), `internal`
     the plugin's (HTTP 500). Raise it from `init`, `score` or `extract`; any other
-    exception is reported as an internal error naming its type and message."""
+    exception is reported as an internal error naming its type and message,
+    except MemoryError, which ends the call as `memory_limit`."""
 
     INVALID_INPUT = 0
     INTERNAL = 1

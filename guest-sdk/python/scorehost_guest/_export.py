@@ -13,7 +13,7 @@ import math
 
 from componentize_py_types import Err, Ok
 from wit_world import exports
-from wit_world.imports import frames, types
+from wit_world.imports import types
 
 from . import Config, Features, Layout, PluginError, Score, write_outputs
 
@@ -24,6 +24,25 @@ def _wit_error(e: BaseException) -> types.PluginError:
     if isinstance(e, PluginError):
         return types.PluginError(types.ErrorKind(e.kind), e.message)
     return types.PluginError(types.ErrorKind.INTERNAL, f"{type(e).__name__}: {e}")
+
+
+def _result(fn, arg):
+    """`fn(arg)` as `Ok(value)` or `Err(typed error)`. A MemoryError is let
+    through: it traps the call, and the host reports `memory_limit` (the cap
+    was hit) and drops the instance, as for a Rust plugin."""
+    try:
+        return Ok(fn(arg))
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure is reported, typed
+        return Err(_wit_error(e))
+
+
+def _value(result):
+    """The value of `result`, or its error raised as the export's `Err`."""
+    if isinstance(result, Err):
+        raise result
+    return result.value
 
 
 def _metadata(plugin) -> types.Metadata:
@@ -59,10 +78,7 @@ class _State:
     @classmethod
     def init(cls, plugin_cls, config) -> None:
         plugin = plugin_cls()
-        try:
-            plugin.init(Config(config))
-        except BaseException as e:  # noqa: BLE001 - every failure is reported, typed
-            raise Err(_wit_error(e)) from None
+        _value(_result(plugin.init, Config(config)))
         cls.plugin = plugin
         cls.layout = Layout(plugin.inputs)
         cls.out_layout = Layout(plugin.outputs)
@@ -82,6 +98,11 @@ class _FrameRow:
 
 def scorer_exports(plugin_cls):
     """The `Scorer` and `FrameScorer` export classes for scorer class `plugin_cls`."""
+    from wit_world.imports import frames  # the scorer world's only
+
+
+    def score_one(row):
+        return _wit_score(_check_score(_State.plugin.score(Features(row, _State.layout))))
 
     class Scorer(exports.Scorer):
         def init(self, config):
@@ -91,19 +112,10 @@ def scorer_exports(plugin_cls):
             return _State.metadata
 
         def score(self, row):
-            try:
-                return _wit_score(_check_score(_State.plugin.score(Features(row, _State.layout))))
-            except BaseException as e:  # noqa: BLE001
-                raise Err(_wit_error(e)) from None
+            return _value(_result(score_one, row))
 
         def score_batch(self, rows):
-            plugin, layout, out = _State.plugin, _State.layout, []
-            for row in rows:
-                try:
-                    out.append(Ok(_wit_score(_check_score(plugin.score(Features(row, layout))))))
-                except BaseException as e:  # noqa: BLE001
-                    out.append(Err(_wit_error(e)))
-            return out
+            return [_result(score_one, row) for row in rows]
 
     class FrameScorer(exports.FrameScorer):
         def score_frame(self, frame):
@@ -114,18 +126,19 @@ def scorer_exports(plugin_cls):
             codes: dict[str, int] = {}
             names = {f.name: i for i, f in enumerate(layout.fields)}
             inputs = len(layout.fields)
+            checked = lambda f: _check_score(plugin.score(f))  # noqa: E731
             view = _FrameRow()
             features = Features(view, layout)
             for r in range(rows):
                 view.numbers = frame.numbers[r * n : (r + 1) * n]
                 view.texts = frame.texts[r * t : (r + 1) * t]
                 view.vectors = frame.vectors[r * v : (r + 1) * v]
-                try:
-                    s = _check_score(plugin.score(features))
-                except BaseException as e:  # noqa: BLE001
+                result = _result(checked, features)
+                if isinstance(result, Err):
                     values.append(math.nan)
-                    errors.append(frames.FrameError(r, _wit_error(e)))
+                    errors.append(frames.FrameError(r, result.value))
                     continue
+                s = result.value
                 values.append(float(s.value))
                 for code, weight in s.reasons:
                     i = names.get(code)
@@ -155,18 +168,9 @@ def extractor_exports(plugin_cls):
             return _State.metadata
 
         def extract(self, event):
-            try:
-                return extract_one(event)
-            except BaseException as e:  # noqa: BLE001
-                raise Err(_wit_error(e)) from None
+            return _value(_result(extract_one, event))
 
         def extract_batch(self, events):
-            out = []
-            for event in events:
-                try:
-                    out.append(Ok(extract_one(event)))
-                except BaseException as e:  # noqa: BLE001
-                    out.append(Err(_wit_error(e)))
-            return out
+            return [_result(extract_one, event) for event in events]
 
     return Extractor

@@ -91,4 +91,47 @@ def extract(plugin, named: dict) -> dict:
     return plugin.extract(features(plugin, named))
 
 
-__all__ = ["load", "row", "features", "score", "extract"]
+def check_vectors(plugin, path) -> list:
+    """Runs the golden vectors in `path` (a tests.jsonl, as `scorehost test`
+    and the validation gate read it) against a loaded plugin; returns one
+    message per failing vector, empty when all hold. A vector expects a
+    `score` (within `tolerance`, default 1e-9) and optionally its first
+    `reasons`, or `features`, or an `error` kind."""
+    import json
+    import pathlib
+
+    failures = []
+    for line in pathlib.Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        case = json.loads(line)
+        name, tol = case.get("name", line[:40]), case.get("tolerance", 1e-9)
+        try:
+            got = (extract if hasattr(plugin, "extract") else score)(plugin, case["input"])
+        except PluginError as e:
+            kind = "invalid_input" if e.kind == PluginError.INVALID_INPUT else "plugin_error"
+            if case.get("error") != kind:
+                failures.append(f"{name}: raised {e!r}, expected {case.get('error') or 'an answer'}")
+            continue
+        if "error" in case:
+            failures.append(f"{name}: answered, expected error {case['error']}")
+        elif "features" in case:
+            for field, want in case["features"].items():
+                have = got.get(field)
+                same = (
+                    math.isclose(have, want, abs_tol=tol)
+                    if isinstance(want, float) and isinstance(have, (int, float))
+                    else have == want
+                )
+                if not same:
+                    failures.append(f"{name}: `{field}` = {have!r}, expected {want!r}")
+        else:
+            if not math.isclose(got.value, case["score"], abs_tol=tol):
+                failures.append(f"{name}: score {got.value!r}, expected {case['score']!r}")
+            codes = [code for code, _ in got.reasons][: len(case.get("reasons", []))]
+            if "reasons" in case and codes != case["reasons"]:
+                failures.append(f"{name}: reasons {codes}, expected {case['reasons']}")
+    return failures
+
+
+__all__ = ["load", "row", "features", "score", "extract", "check_vectors"]

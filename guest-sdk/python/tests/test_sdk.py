@@ -5,6 +5,7 @@ import math
 import pytest
 
 import scorehost_guest as sh
+import scorehost_guest.testing
 from scorehost_guest import Config, Features, Field, Layout, PluginError, Row, write_outputs
 from scorehost_guest.testing import features, load, row
 
@@ -103,3 +104,15 @@ def test_outside_a_component_there_is_nothing_to_export_and_log_lines_are_kept()
     assert sh.export_extractor(Probe) is None
     sh.log.info("hello")
     assert sh.log.lines[-1] == (2, "hello")
+
+
+def test_check_vectors_names_every_vector_that_does_not_hold(tmp_path):
+    vectors = tmp_path / "tests.jsonl"
+    vectors.write_text(
+        '{"name": "right", "input": {"amount": 2.0}, "score": 2.0, "reasons": ["amount"]}\n'
+        '{"name": "wrong score", "input": {"amount": 2.0}, "score": 3.0}\n'
+        '{"name": "missing amount", "input": {}, "error": "invalid_input"}\n'
+        '{"name": "expects an error", "input": {"amount": 1.0}, "error": "invalid_input"}\n'
+    )
+    failures = sh.testing.check_vectors(load(Probe), vectors)
+    assert [f.split(":")[0] for f in failures] == ["wrong score", "expects an error"], failures

@@ -1,5 +1,6 @@
-//! `scorehost new <dir> --kind scorer|extractor`: a plugin crate that builds
-//! and passes `scorehost test` as generated — the start of a team's plugin.
+//! `scorehost new <dir> --kind scorer|extractor [--lang rust|python]`: a
+//! plugin that builds and passes `scorehost test` as generated — the start of
+//! a team's plugin.
 //!
 //! It writes `Cargo.toml` (its own workspace; the guest SDK by path from this
 //! checkout; this checkout's `Cargo.lock`, so it builds with the versions
@@ -7,6 +8,12 @@
 //! the wasm32-wasip2 target), `plugin.toml` (pointing at the component cargo
 //! builds), `src/lib.rs` (a small working example of the kind), golden
 //! vectors in `tests.jsonl` and a README with the next commands.
+//!
+//! In Python: `app.py` (the same example, on the Python SDK of this checkout),
+//! `test_app.py` (its pytest suite), `conftest.py` (puts the SDK on the path),
+//! `requirements.txt` (componentize-py and pytest, pinned as scorehost's CI
+//! pins them), `plugin.toml`, the same `tests.jsonl`, and a README with the one
+//! build command.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,6 +30,18 @@ pub struct NewArgs {
     /// What the plugin is.
     #[arg(long, value_enum)]
     kind: Kind,
+    /// The language it is written in.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+}
+
+/// The languages a plugin can be scaffolded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Lang {
+    /// A crate on the Rust SDK, built by cargo.
+    Rust,
+    /// An `app.py` on the Python SDK, built by componentize-py.
+    Python,
 }
 
 /// The two plugin worlds.
@@ -36,6 +55,8 @@ enum Kind {
 
 /// The guest SDK of this checkout, which the new crate depends on by path.
 const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guest-sdk");
+/// The contract of this checkout, which componentize-py builds against.
+const WIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../wit");
 
 /// Creates the crate; prints what it wrote and what to run next.
 pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +71,9 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         bail!("{} already exists; pick a new directory", args.dir.display());
     }
     let sdk = Path::new(SDK).canonicalize().with_context(|| format!("finding the guest SDK at {SDK}"))?;
+    if args.lang == Lang::Python {
+        return python(&args, &name, &sdk);
+    }
     let (world, source, vectors) = match args.kind {
         Kind::Scorer => ("scorer", include_str!("scaffold/scorer.rs.txt"), scorer_vectors()),
         Kind::Extractor => ("extractor", include_str!("scaffold/extractor.rs.txt"), extractor_vectors()),
@@ -65,12 +89,7 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
         ("README.md", readme(&name, world, &args.dir)),
         (".gitignore", "/target\n".to_owned()),
     ];
-    for (path, text) in &files {
-        let path = args.dir.join(path);
-        std::fs::create_dir_all(path.parent().expect("a file in the plugin dir"))
-            .with_context(|| format!("creating {}", args.dir.display()))?;
-        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    }
+    write_all(&args.dir, &files)?;
     let dir = args.dir.display();
     println!("created {world} `{name}` in {dir}; next:");
     println!(
@@ -78,6 +97,106 @@ pub fn run(args: NewArgs) -> anyhow::Result<ExitCode> {
     );
     println!("  scorehost test {dir}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `files` (path in `dir`, text), creating directories as needed.
+fn write_all(dir: &Path, files: &[(&str, String)]) -> anyhow::Result<()> {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a file in the plugin dir"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The Python plugin: the same example and vectors as the Rust one.
+fn python(args: &NewArgs, name: &str, sdk: &Path) -> anyhow::Result<ExitCode> {
+    let python_sdk = sdk.join("python");
+    let wit = Path::new(WIT).canonicalize().with_context(|| format!("finding the contract at {WIT}"))?;
+    let (world, source, vectors) = match args.kind {
+        Kind::Scorer => ("scorer", include_str!("scaffold/scorer.py.txt"), scorer_vectors()),
+        Kind::Extractor => ("extractor", include_str!("scaffold/extractor.py.txt"), extractor_vectors()),
+    };
+    let build = format!(
+        "componentize-py -d {wit} -w {world}-plugin componentize app -p . -p {sdk} -o {name}.wasm",
+        wit = wit.display(),
+        sdk = python_sdk.display()
+    );
+    let files: [(&str, String); 8] = [
+        ("app.py", source.replace("{name}", name)),
+        ("test_app.py", include_str!("scaffold/test_app.py.txt").to_owned()),
+        (
+            "conftest.py",
+            format!(
+                "# pytest runs the logic natively: the Python SDK of the scorehost checkout, by path.\n\
+                 import sys\n\nsys.path.insert(0, {:?})\n",
+                python_sdk.display().to_string()
+            ),
+        ),
+        ("requirements.txt", include_str!("../../../guest-sdk/python/requirements.txt").to_owned()),
+        ("plugin.toml", python_plugin_toml(name, world)),
+        ("tests.jsonl", vectors.iter().map(|v| format!("{v}\n")).collect()),
+        ("README.md", python_readme(name, world, &args.dir, &build)),
+        (".gitignore", "*.wasm\n__pycache__/\n.pytest_cache/\n".to_owned()),
+    ];
+    write_all(&args.dir, &files)?;
+    let dir = args.dir.display();
+    println!("created {world} `{name}` (Python) in {dir}; next:");
+    println!("  pip install -r {dir}/requirements.txt");
+    println!("  cd {dir} && {build}");
+    println!("  scorehost test {dir}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn python_plugin_toml(name: &str, world: &str) -> String {
+    format!(
+        r#"# The manifest scorehost loads. Fields: runtime/src/version/manifest.rs in scorehost.
+name = "{name}"
+version = "0.1.0"
+world = "{world}"
+# What the componentize-py command of README.md writes.
+component = "{name}.wasm"
+
+# CPython costs more than Rust per call: more fuel and memory (scorehost's
+# docs/plugins-python.md, Limits).
+[limits]
+fuel = 100_000_000
+deadline_ms = 50
+memory_mib = 64
+"#
+    )
+}
+
+fn python_readme(name: &str, world: &str, dir: &Path, build: &str) -> String {
+    let dir = dir.display();
+    format!(
+        r#"# {name}
+
+A scorehost {world} in Python, created by `scorehost new --lang python`. The
+logic is in `app.py`, its native tests in `test_app.py`, the manifest in
+`plugin.toml`, the golden vectors (what the validation gate checks before any
+version may serve) in `tests.jsonl`.
+
+```sh
+pip install -r requirements.txt          # componentize-py and pytest, pinned
+python3 -m pytest                        # the logic, natively
+{build}
+```
+
+Then, from the scorehost checkout:
+
+```sh
+cargo run --release -- test {dir}
+cargo run --release -- call {dir} --input '<json>'
+```
+
+Import every module at the top of `app.py`: componentize-py keeps what the
+module imported when it was built, and there is no file system to import from
+at run time. Pure-Python packages work (put them beside `app.py` or add `-p`
+paths); native wheels do not.
+"#
+    )
 }
 
 fn cargo_toml(name: &str, sdk: &Path) -> String {

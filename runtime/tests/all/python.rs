@@ -4,6 +4,9 @@
 //! when it is not, except under CI (`.ci/run` installs it), where a missing
 //! Python plugin fails.
 
+use std::time::Duration;
+
+use scorehost::ErrorKind;
 use serde_json::{Value, json};
 
 use crate::examples::logreg_features;
@@ -68,33 +71,118 @@ fn the_python_sdk_and_plugins_pass_their_native_pytest_suites() {
     let mut dirs = vec!["guest-sdk/python".to_owned()];
     for entry in std::fs::read_dir(root.join("plugins")).unwrap() {
         let dir = entry.unwrap().path();
-        if dir.join("app.py").is_file() {
+        let has_tests = std::fs::read_dir(&dir)
+            .unwrap()
+            .any(|f| f.unwrap().file_name().to_string_lossy().starts_with("test_"));
+        if dir.join("app.py").is_file() && has_tests {
             dirs.push(format!("plugins/{}", dir.file_name().unwrap().to_string_lossy()));
         }
     }
-    let out = std::process::Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-        .args(&dirs)
-        .current_dir(&root)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .output();
-    let out = match out {
-        Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named pytest") => None,
-        Ok(out) => Some(out),
-        Err(_) => None,
-    };
-    let Some(out) = out else {
-        assert!(std::env::var_os("CI").is_none(), "python3 with pytest is required under CI");
-        eprintln!(
-            "skipped: python3 -m pytest is not available (pip install -r guest-sdk/python/requirements.txt)"
+    // One pytest per directory: every plugin's module is `app`.
+    for dir in &dirs {
+        let out = std::process::Command::new("python3")
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .current_dir(root.join(dir))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output();
+        let out = match out {
+            Ok(out) if String::from_utf8_lossy(&out.stderr).contains("No module named pytest") => None,
+            Ok(out) => Some(out),
+            Err(_) => None,
+        };
+        let Some(out) = out else {
+            assert!(std::env::var_os("CI").is_none(), "python3 with pytest is required under CI");
+            eprintln!(
+                "skipped: python3 -m pytest is not available (pip install -r guest-sdk/python/requirements.txt)"
+            );
+            return;
+        };
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "pytest in {dir} failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        return;
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(" passed"), "{dir}: {text}");
+    }
+}
+
+#[test]
+fn hostile_python_is_stopped_with_the_usual_kinds_and_the_network_stays_shut() {
+    let Some(dir) = python_plugin("hostile-py") else { return };
+    let v = runtime().load(&dir).unwrap();
+    let call =
+        |mode: &str, deadline: Option<Duration>| v.score(&obj(json!({"mode": mode})), deadline).unwrap_err();
+    assert_eq!(call("loop", None).kind(), ErrorKind::OutOfFuel);
+    assert_eq!(call("loop", Some(Duration::from_millis(20))).kind(), ErrorKind::DeadlineExceeded);
+    assert_eq!(call("memory", None).kind(), ErrorKind::MemoryLimit);
+    assert_eq!(call("memory-big", None).kind(), ErrorKind::MemoryLimit);
+    // CPython's own limit answers first; lifted, fuel (or the cap) does.
+    let e = call("recursion", None);
+    assert!(e.kind() == ErrorKind::PluginError && e.to_string().contains("RecursionError"), "{e}");
+    let e = call("recursion-unbounded", None);
     assert!(
-        out.status.success(),
-        "pytest {dirs:?} failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        matches!(e.kind(), ErrorKind::OutOfFuel | ErrorKind::MemoryLimit | ErrorKind::StackOverflow),
+        "{e}"
     );
-    assert!(text.contains(" passed"), "{text}");
+    // A live listener: a connect that got through would land here.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let e = v.score(&obj(json!({"mode": "socket", "addr": addr})), None).unwrap_err();
+    assert!(e.to_string().contains(&format!("connect {addr}: [Errno 2] Permission denied")), "{e}");
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "nothing connected");
+    let e = v.score(&obj(json!({"mode": "resolve", "addr": "localhost"})), None).unwrap_err();
+    assert!(e.to_string().contains("resolve localhost: [Errno -4]"), "{e}");
+    // After all of it the plugin answers again, and so does another.
+    assert_eq!(v.score(&obj(json!({})), None).unwrap().value.score, 0.5);
+    assert!(crate::support::load("logreg").score(&obj(logreg_features()), None).is_ok());
+}
+
+#[test]
+fn python_txn_features_extracts_what_rust_txn_features_extracts() {
+    let Some(dir) = python_plugin("txn-features-py") else { return };
+    let py = runtime().load(&dir).unwrap();
+    let rust = crate::support::load("txn-features");
+    let base = json!({"amount": 120.5, "currency": "eur", "timestamp": 1_764_165_600});
+    let mut events = vec![base.clone()];
+    for (i, (field, value)) in [
+        ("merchant_country", json!("DE")),
+        ("card_country", json!("de")),
+        ("email", json!("jo42@GMAIL.com")),
+        ("email", json!("x@mailinator.com")),
+        ("ip", json!("10.0.0.7")),
+        ("ip", json!("2001:db8::1")),
+        ("ip", json!("fd12::1")),
+        ("mcc", json!(7995)),
+        ("mcc", json!(5411)),
+        ("timestamp", json!(3_600 * 5 + 59)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut e = events[i].clone();
+        e[field] = value;
+        events.push(e);
+    }
+    for bad in [
+        json!({"amount": -1.0}),
+        json!({"currency": "XYZ"}),
+        json!({"email": "nobody"}),
+        json!({"ip": "1.2.3"}),
+    ] {
+        let mut e = base.clone();
+        e.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
+        events.push(e);
+    }
+    for event in events.into_iter().map(obj) {
+        match (py.extract(&event, None), rust.extract(&event, None)) {
+            (Ok(p), Ok(r)) => assert_eq!(p.value, r.value, "{event:?}"),
+            (Err(p), Err(r)) => assert_eq!(p.kind(), r.kind(), "{event:?}: {p} / {r}"),
+            (p, r) => panic!("{event:?}: python {p:?}, rust {r:?}"),
+        }
+    }
+    let vectors = scorehost::control::golden::read(&dir, scorehost::World::Extractor).unwrap();
+    let report = scorehost::control::golden::check(&py, &vectors);
+    assert!(report.vectors.iter().all(|v| v.failure.is_none()), "{:?}", report.vectors);
 }

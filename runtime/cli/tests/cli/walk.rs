@@ -163,11 +163,7 @@ fn the_readme_walk_serves_a_new_plugin_over_http() {
 fn an_extractor_scaffold_builds_and_passes_its_vectors_and_names_are_checked() {
     let root = tempfile::tempdir().unwrap();
     let cache = root.path().join("cache");
-    let run = |args: &[&str]| {
-        scorehost(root.path(), &cache, &args.iter().map(|a| a.to_string()).collect::<Vec<_>>())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| run_in(root.path(), &cache, args);
     let out = run(&["new", "p/amount-features", "--kind", "extractor"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let args: Vec<String> =
@@ -194,4 +190,58 @@ fn an_extractor_scaffold_builds_and_passes_its_vectors_and_names_are_checked() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// `scorehost new --lang python`, both kinds: built with the one command its
+/// README gives, it passes its golden vectors and its own pytest suite.
+/// Needs componentize-py and pytest (skipped with a message without them,
+/// except under CI, where `.ci/run` installs them).
+#[test]
+fn python_scaffolds_build_with_one_command_and_pass_their_vectors_and_tests() {
+    let have = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd).args(args).output().is_ok_and(|o| o.status.success())
+    };
+    if !have("componentize-py", &["--version"]) || !have("python3", &["-m", "pytest", "--version"]) {
+        assert!(std::env::var_os("CI").is_none(), "componentize-py and pytest are required under CI");
+        eprintln!(
+            "skipped: componentize-py or pytest missing (pip install -r guest-sdk/python/requirements.txt)"
+        );
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let run = |args: &[&str]| run_in(root.path(), &cache, args);
+    for (kind, vectors) in [("scorer", "5 vectors, 0 failed"), ("extractor", "3 vectors, 0 failed")] {
+        let dir = format!("p/py-{kind}");
+        let out = run(&["new", &dir, "--kind", kind, "--lang", "python"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The build command, exactly as the scaffold's README gives it.
+        let readme = std::fs::read_to_string(root.path().join(&dir).join("README.md")).unwrap();
+        let build = readme.lines().find(|l| l.starts_with("componentize-py ")).expect("a build command");
+        let status = std::process::Command::new("sh")
+            .args(["-c", build])
+            .current_dir(root.path().join(&dir))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{build}");
+        let pytest = std::process::Command::new("python3")
+            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
+            .current_dir(root.path().join(&dir))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        assert!(pytest.status.success(), "{}", String::from_utf8_lossy(&pytest.stdout));
+        let out = run(&["test", &dir]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains(vectors), "{stdout}");
+    }
+    let out = run(&["call", "p/py-scorer", "--input", r#"{"amount_usd": 2500, "cross_border": true}"#]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let want = 1.0 / (1.0 + (-(-4.0f64 + 3.75 + 1.2)).exp());
+    assert!((json["score"].as_f64().unwrap() - want).abs() < 1e-9, "{json}");
+}
+
+/// `scorehost ARGS` in `root` with compiled cache `cache`; its output.
+fn run_in(root: &Path, cache: &Path, args: &[&str]) -> std::process::Output {
+    scorehost(root, cache, &args.iter().map(|a| a.to_string()).collect::<Vec<_>>()).output().unwrap()
 }
