@@ -74,6 +74,8 @@ class _State:
     layout: Layout = None
     out_layout: Layout = None
     metadata = None
+    # Input name -> its index in declaration order: a frame reason's code.
+    input_index: dict = None
 
     @classmethod
     def init(cls, plugin_cls, config) -> None:
@@ -83,6 +85,7 @@ class _State:
         cls.layout = Layout(plugin.inputs)
         cls.out_layout = Layout(plugin.outputs)
         cls.metadata = _metadata(plugin)
+        cls.input_index = {f.name: i for i, f in enumerate(cls.layout.fields)}
 
 
 class _FrameRow:
@@ -124,8 +127,7 @@ def scorer_exports(plugin_cls):
             rows = frame.rows
             values, reasons, errors = [], [], []
             codes: dict[str, int] = {}
-            names = {f.name: i for i, f in enumerate(layout.fields)}
-            inputs = len(layout.fields)
+            names, inputs = _State.input_index, len(layout.fields)
             checked = lambda f: _check_score(plugin.score(f))  # noqa: E731
             view = _FrameRow()
             features = Features(view, layout)
