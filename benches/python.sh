@@ -33,9 +33,9 @@ fi
 
 "$bin/stage-plugins" "$work/plugins" logreg logreg-py >/dev/null
 serve scorehost 18701 "$work/plugins"
-(cd benches && "$venv/bin/uvicorn" python_fastapi:api --host 127.0.0.1 --port 18702 \
+(cd benches && exec "$venv/bin/uvicorn" python_fastapi:api --host 127.0.0.1 --port 18702 \
   --workers "$UVICORN_WORKERS" --log-level warning >"$work/fastapi.log" 2>&1) &
-pids+=($!)
+pids+=($!) # exec: the pid is uvicorn's own, so cleanup stops it
 for _ in $(seq 1 300); do
   curl -s -o /dev/null -X POST -H 'content-type: application/json' -d '{"features": {}}' \
     http://127.0.0.1:18702/score && break
