@@ -25,21 +25,11 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use scorehost::{PluginVersion, PoolSize, Runtime};
-use scorehost_benches::{copy_tree, logreg_features, staged};
+use scorehost_benches::{copy_with, logreg_features, staged};
 use serde_json::{Map, Value};
 
 fn score(ex: &tokio::runtime::Runtime, v: &PluginVersion, f: &Map<String, Value>) -> u64 {
     ex.block_on(v.score_async(black_box(f), None)).expect("score").fuel_used
-}
-
-/// A private copy of plugin directory `dir` whose manifest gains `extra`.
-fn copy_with_extra(dir: &std::path::Path, extra: &str) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().expect("tempdir");
-    copy_tree(dir, copy.path());
-    let manifest = copy.path().join("plugin.toml");
-    let text = std::fs::read_to_string(&manifest).expect("plugin.toml");
-    std::fs::write(&manifest, format!("{text}\n{extra}\n")).expect("write plugin.toml");
-    copy
 }
 
 fn python(c: &mut Criterion) {
@@ -47,18 +37,19 @@ fn python(c: &mut Criterion) {
         eprintln!("python: skipped, {}", scorehost_plugin_artifacts::PYTHON_SKIPPED);
         return;
     };
-    let plugins: [(&str, PathBuf); 2] = [("rust", staged("logreg")), ("python", py)];
+    let plugins: [(&str, &str, PathBuf); 2] =
+        [("rust", "logreg", staged("logreg")), ("python", "logreg-py", py)];
     let rt = Runtime::new(PoolSize { instances: 64 }, None).expect("runtime");
     let ex = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor");
     let f = logreg_features();
     let rows = vec![f.clone(); 100];
 
     let mut g = c.benchmark_group("python/call");
-    for (label, dir) in &plugins {
+    for (label, name, dir) in &plugins {
         let warm = rt.load(dir).expect("load");
         let fuel = score(&ex, &warm, &f);
         g.bench_function(format!("{label}/warm"), |b| b.iter(|| score(&ex, &warm, &f)));
-        let fresh = copy_with_extra(dir, "[instances]\nfresh_per_call = true");
+        let fresh = copy_with(name, |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
         let fresh = rt.load(fresh.path()).expect("load fresh");
         g.bench_function(format!("{label}/fresh-instance"), |b| b.iter(|| score(&ex, &fresh, &f)));
         eprintln!(
@@ -69,7 +60,7 @@ fn python(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("python/batch-100");
-    for (label, dir) in &plugins {
+    for (label, _, dir) in &plugins {
         let v = rt.load(dir).expect("load");
         g.bench_function(*label, |b| {
             b.iter(|| ex.block_on(v.score_batch_async(black_box(&rows), None)).expect("batch"))
@@ -79,7 +70,7 @@ fn python(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("python/load");
     g.sample_size(10);
-    for (label, dir) in &plugins {
+    for (label, _, dir) in &plugins {
         g.bench_function(format!("{label}/cold"), |b| b.iter(|| rt.load(dir).expect("load")));
         let cache_dir = tempfile::tempdir().expect("tempdir");
         let cache = scorehost::sandbox::cache::ComponentCache::new(cache_dir.path()).expect("cache");
