@@ -193,8 +193,8 @@ cargo run --release -- call {dir} --input '<json>'
 
 Import every module at the top of `app.py`: componentize-py keeps what the
 module imported when it was built, and there is no file system to import from
-at run time. Pure-Python packages work (put them beside `app.py` or add `-p`
-paths); native wheels do not.
+at run time. Python code on the `-p` paths is bundled (the SDK is); native
+wheels cannot be.
 "#
     )
 }
