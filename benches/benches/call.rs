@@ -48,7 +48,7 @@ use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 
 fn runtime() -> Runtime {
-    Runtime::new(PoolSize { instances: 64 }, None).expect("runtime")
+    Runtime::new(PoolSize { instances: 64, ..Default::default() }, None).expect("runtime")
 }
 
 /// A single-threaded executor, as one of the server's async workers.
@@ -80,7 +80,7 @@ fn compile_and_load(c: &mut Criterion) {
     g.bench_function("cold", |b| b.iter(|| rt.load(&staged("gbdt")).expect("load")));
     let cache_dir = tempfile::tempdir().expect("tempdir");
     let cache = scorehost::sandbox::cache::ComponentCache::new(cache_dir.path()).expect("cache");
-    let warm = Runtime::new(PoolSize { instances: 16 }, Some(cache)).expect("runtime");
+    let warm = Runtime::new(PoolSize { instances: 16, ..Default::default() }, Some(cache)).expect("runtime");
     warm.load(&staged("gbdt")).expect("prime the cache");
     g.bench_function("from-cache", |b| b.iter(|| warm.load(&staged("gbdt")).expect("load")));
     g.finish();
@@ -265,7 +265,7 @@ fn budgets(c: &mut Criterion) {
     let mut g = c.benchmark_group("budgets");
     for (label, rt) in [
         ("metered", runtime()),
-        ("unmetered", Runtime::unmetered(PoolSize { instances: 16 }).expect("runtime")),
+        ("unmetered", Runtime::unmetered(PoolSize { instances: 16, ..Default::default() }).expect("runtime")),
     ] {
         let logreg = rt.load(&staged("logreg")).expect("logreg");
         let f = logreg_features();

@@ -39,7 +39,7 @@ fn python(c: &mut Criterion) {
     };
     let plugins: [(&str, &str, PathBuf); 2] =
         [("rust", "logreg", staged("logreg")), ("python", "logreg-py", py)];
-    let rt = Runtime::new(PoolSize { instances: 64 }, None).expect("runtime");
+    let rt = Runtime::new(PoolSize { instances: 64, ..Default::default() }, None).expect("runtime");
     let ex = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("executor");
     let f = logreg_features();
     let rows = vec![f.clone(); 100];
@@ -74,7 +74,8 @@ fn python(c: &mut Criterion) {
         g.bench_function(format!("{label}/cold"), |b| b.iter(|| rt.load(dir).expect("load")));
         let cache_dir = tempfile::tempdir().expect("tempdir");
         let cache = scorehost::sandbox::cache::ComponentCache::new(cache_dir.path()).expect("cache");
-        let cached = Runtime::new(PoolSize { instances: 16 }, Some(cache)).expect("runtime");
+        let cached =
+            Runtime::new(PoolSize { instances: 16, ..Default::default() }, Some(cache)).expect("runtime");
         cached.load(dir).expect("prime the cache");
         g.bench_function(format!("{label}/from-cache"), |b| b.iter(|| cached.load(dir).expect("load")));
     }

@@ -72,7 +72,7 @@ fn velocity_event() -> Map<String, Value> {
 }
 
 fn exchange(c: &mut Criterion) {
-    let runtime = Runtime::new(PoolSize { instances: 16 }, None).expect("runtime");
+    let runtime = Runtime::new(PoolSize { instances: 16, ..Default::default() }, None).expect("runtime");
     let velocity = runtime.load(&staged("velocity")).expect("velocity");
     let ns = velocity.manifest().state().expect("velocity declares [state]");
     let now = now_ms();
@@ -162,7 +162,7 @@ fn redis(c: &mut Criterion) {
     let url = format!("redis://127.0.0.1:{}/0", server.port);
     let ex =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("executor");
-    let runtime = Runtime::new(PoolSize { instances: 1 }, None).expect("runtime");
+    let runtime = Runtime::new(PoolSize { instances: 1, ..Default::default() }, None).expect("runtime");
     let velocity = runtime.load(&staged("velocity")).expect("velocity");
     let ns = velocity.manifest().state().expect("velocity declares [state]");
     let timeout = std::time::Duration::from_millis(50);

@@ -205,7 +205,10 @@ class Features:
 
     Accessors come in pairs: `float(name)` raises an invalid-input error naming
     the field when it is missing; `float_opt(name)` returns None instead. Reading
-    a field as another kind than declared is the plugin's bug (internal error)."""
+    a field as another kind than declared is the plugin's bug (internal error).
+
+    Inside the component one Features is re-pointed at each row in turn (no
+    allocation per call): read what you need during the call, do not keep it."""
 
     __slots__ = ("_row", "_layout")
 

@@ -107,8 +107,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let pool = match &command {
-        Command::Serve(_) => PoolSize::default(),
-        _ => PoolSize { instances: 16 },
+        Command::Serve(a) => {
+            PoolSize { keep_resident: (a.keep_resident_kib as usize) << 10, ..PoolSize::default() }
+        }
+        _ => PoolSize { instances: 16, ..Default::default() },
     };
     let runtime = std::sync::Arc::new(Runtime::new(pool, cache)?);
     match command {

@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use scorehost::control::admin::Admin;
 use scorehost::http::admin::AdminApi;
 use scorehost::http::{App, CallMode, ServerConfig, server};
+use scorehost::sandbox::engine::KEEP_RESIDENT;
+use scorehost::sandbox::limits::MAX_MEMORY_MIB;
 use scorehost::serving::decisions::{DecisionLog, DecisionLogConfig};
 use scorehost::serving::pipeline::Pipelines;
 use scorehost::serving::registry::Registry;
@@ -79,6 +81,15 @@ pub struct ServeArgs {
     /// Most plugin calls in flight; beyond, 503 with Retry-After.
     #[arg(long, default_value_t = 128)]
     max_in_flight: usize,
+    /// KiB of the memory a finished instance dirtied that its pool slot keeps
+    /// resident, reset in place, for the next instance; the rest is
+    /// decommitted and faults back in. Raise it when plugins touch much memory
+    /// and make new instances often (`fresh_per_call`, bursts): 2048 halves a
+    /// fresh Python instance (docs/performance.md). Costs up to 256 pool slots
+    /// times this in resident memory.
+    #[arg(long, default_value_t = (KEEP_RESIDENT >> 10) as u32,
+          value_parser = clap::value_parser!(u32).range(0..=(MAX_MEMORY_MIB << 10) as i64))]
+    pub keep_resident_kib: u32,
     /// Seconds a client has to send its request headers (on a new
     /// connection: from connect to its first request's headers).
     #[arg(long, default_value_t = 5)]

@@ -19,21 +19,28 @@ use crate::sandbox::limits::{MAX_MEMORY_MIB, MAX_TABLE_ELEMENTS};
 /// How often the epoch advances: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Bytes of each memory slot's dirtied pages reset in place (kept resident)
-/// when an instance is torn down; beyond them, pages are decommitted. See the
-/// measurements in `config`.
+/// Default bytes of each memory slot's dirtied pages reset in place (kept
+/// resident) when an instance is torn down; beyond them, pages are
+/// decommitted. See the measurements in `config`.
 pub const KEEP_RESIDENT: usize = 64 << 10;
 
-/// Sizing of the instance pool: how many calls may hold an instance at once.
+/// Sizing of the instance pool: how many calls may hold an instance at once,
+/// and how much of a freed instance's memory its slot keeps resident.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSize {
     /// Concurrent component instances (one per in-flight call, plus loads).
     pub instances: u32,
+    /// Bytes of the pages an instance dirtied that its slot resets in place
+    /// and keeps resident for the next instance (the rest are decommitted and
+    /// fault back in). More makes new instances of big-heap plugins (Python:
+    /// ~0.9 MiB touched per call) cheaper, at up to `instances` times this in
+    /// resident memory. `scorehost serve --keep-resident-kib`.
+    pub keep_resident: usize,
 }
 
 impl Default for PoolSize {
     fn default() -> Self {
-        Self { instances: 256 }
+        Self { instances: 256, keep_resident: KEEP_RESIDENT }
     }
 }
 
@@ -166,7 +173,7 @@ fn config(pool: PoolSize) -> Config {
     // 26.3 µs. Pages a guest dirtied stay resident and are reset in place; the
     // rest are decommitted 16 slots at a time (a slot is reused only after its
     // reset, so batching never exposes one call's memory to the next).
-    p.linear_memory_keep_resident(KEEP_RESIDENT);
+    p.linear_memory_keep_resident(pool.keep_resident);
     // Issue #6, `call-loop fresh` (logreg, a new instance per call): 27.6 µs
     // per call before, 13.8 µs with PAGEMAP_SCAN. A new instance used to
     // copy-on-write fault every snapshot page the guest touched and the slot's

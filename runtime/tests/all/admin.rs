@@ -25,7 +25,10 @@ const TOKEN: &str = "s3cret-admin-token-of-32-bytes-or-more";
 pub fn server(root: &Path) -> Arc<App> {
     let root = root.to_owned();
     std::thread::spawn(move || {
-        let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 32 }, None).unwrap());
+        let runtime = Arc::new(
+            scorehost::Runtime::new(scorehost::PoolSize { instances: 32, ..Default::default() }, None)
+                .unwrap(),
+        );
         let registry = Arc::new(Registry::default());
         let (admin, _) = Admin::open(&root, runtime, registry.clone(), 3).unwrap();
         App::with_admin(
@@ -216,7 +219,10 @@ async fn tokens_names_and_archives_are_checked() {
     let other = tempfile::tempdir().unwrap();
     let path = other.path().to_owned();
     let e = std::thread::spawn(move || {
-        let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 4 }, None).unwrap());
+        let runtime = Arc::new(
+            scorehost::Runtime::new(scorehost::PoolSize { instances: 4, ..Default::default() }, None)
+                .unwrap(),
+        );
         let (admin, _) = Admin::open(&path, runtime, Arc::new(Registry::default()), 3).unwrap();
         AdminApi::new(admin, "  s3cret  ", 1 << 20).err().unwrap()
     })

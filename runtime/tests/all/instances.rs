@@ -128,7 +128,7 @@ async fn the_blocking_call_mode_serves_the_same_answers() {
 }
 
 /// Minor page faults of the calling thread so far.
-fn thread_minor_faults() -> i64 {
+pub(crate) fn thread_minor_faults() -> i64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid rusage to write to; RUSAGE_THREAD is Linux's.
     assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) }, 0);
@@ -137,7 +137,7 @@ fn thread_minor_faults() -> i64 {
 
 /// Whether the kernel has PAGEMAP_SCAN (Linux 6.7+), with which the pooling
 /// allocator resets a freed instance's memory in place.
-fn kernel_has_pagemap_scan() -> bool {
+pub(crate) fn kernel_has_pagemap_scan() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
     (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 7)
@@ -176,7 +176,8 @@ fn idle_instances_of_other_versions_do_not_starve_the_pool() {
     // A pool of two instance slots: idle instances may hold a quarter of it
     // (one). Before, every loaded version kept its load-time instance idle,
     // and with two versions loaded no call could get a slot.
-    let runtime = scorehost::Runtime::new(scorehost::PoolSize { instances: 2 }, None).unwrap();
+    let runtime =
+        scorehost::Runtime::new(scorehost::PoolSize { instances: 2, ..Default::default() }, None).unwrap();
     let a = runtime.load(&crate::support::staged("logreg")).unwrap();
     let copy = copy_with("logreg", |m| m.replace("version = \"0.1.0\"", "version = \"0.1.0+b\""));
     let b = runtime.load(copy.path()).unwrap();

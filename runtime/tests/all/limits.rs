@@ -96,7 +96,8 @@ fn every_call_reports_fuel_and_time() {
 #[test]
 fn an_exhausted_instance_pool_is_overloaded_not_a_crash() {
     // One instance slot: a second concurrent call cannot get one.
-    let rt = scorehost::Runtime::new(scorehost::PoolSize { instances: 1 }, None).unwrap();
+    let rt =
+        scorehost::Runtime::new(scorehost::PoolSize { instances: 1, ..Default::default() }, None).unwrap();
     let slow = std::sync::Arc::new(rt.load(&crate::support::staged("slow")).unwrap());
     let busy = {
         let slow = slow.clone();
@@ -144,7 +145,8 @@ fn an_unmetered_runtime_scores_alike_and_reports_no_fuel() {
         "email_domain_disposable": false, "email_local_digits": 3, "is_night": true,
         "mcc_high_risk": false, "ip_private": false}));
     let metered = load("logreg").score(&f, None).unwrap();
-    let rt = scorehost::Runtime::unmetered(scorehost::PoolSize { instances: 4 }).unwrap();
+    let rt =
+        scorehost::Runtime::unmetered(scorehost::PoolSize { instances: 4, ..Default::default() }).unwrap();
     let unmetered = rt.load(&crate::support::staged("logreg")).unwrap().score(&f, None).unwrap();
     assert_eq!(metered.value, unmetered.value);
     assert!(metered.fuel_used > 0);

@@ -117,7 +117,11 @@ fn trap_during_init_fails_the_load() {
 fn a_restart_loads_from_the_compiled_cache() {
     let cache_dir = tempfile::tempdir().unwrap();
     let fresh = || {
-        Runtime::new(PoolSize { instances: 4 }, Some(ComponentCache::new(cache_dir.path()).unwrap())).unwrap()
+        Runtime::new(
+            PoolSize { instances: 4, ..Default::default() },
+            Some(ComponentCache::new(cache_dir.path()).unwrap()),
+        )
+        .unwrap()
     };
     let first = fresh().load(&staged("gbdt")).unwrap();
     assert!(!first.from_cache());

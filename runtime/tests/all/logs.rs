@@ -144,7 +144,9 @@ fn uploads_and_store_start_up_report_their_progress() {
     use scorehost::serving::registry::Registry;
 
     let store = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(scorehost::Runtime::new(scorehost::PoolSize { instances: 16 }, None).unwrap());
+    let runtime = Arc::new(
+        scorehost::Runtime::new(scorehost::PoolSize { instances: 16, ..Default::default() }, None).unwrap(),
+    );
     let captured = Captured::default();
     tracing::subscriber::with_default(json_logs(&captured), || {
         let (admin, _) =

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use scorehost::ErrorKind;
+use scorehost::{ErrorKind, PoolSize, Runtime};
 use serde_json::{Value, json};
 
 use crate::examples::logreg_features;
@@ -63,6 +63,35 @@ fn python_logreg_answers_what_rust_logreg_answers_alone_in_batches_and_in_frames
     let vectors = scorehost::control::golden::read(&dir, scorehost::World::Scorer).unwrap();
     let report = scorehost::control::golden::check(&py, &vectors);
     assert!(report.vectors.iter().all(|v| v.failure.is_none()), "{:?}", report.vectors);
+}
+
+#[test]
+fn with_more_kept_resident_a_fresh_python_instance_stops_faulting_its_heap_back_in() {
+    // A Python call touches ~0.9 MiB of its snapshot (~220 pages); with the
+    // default 64 KiB kept resident, every fresh instance faults them back in
+    // (docs/performance.md, "Python plugins"). `serve --keep-resident-kib 2048`
+    // keeps them resident, reset in place.
+    if !crate::instances::kernel_has_pagemap_scan() {
+        eprintln!("skipped: this kernel has no PAGEMAP_SCAN, so freed memory is decommitted");
+        return;
+    }
+    let Some(_) = python_plugin("logreg-py") else { return };
+    let pool = PoolSize { instances: 4, keep_resident: 2 << 20 };
+    let rt = Runtime::new(pool, Some(crate::support::cache())).unwrap();
+    let dir =
+        crate::support::copy_with("logreg-py", |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
+    let v = rt.load(dir.path()).unwrap();
+    let row = obj(logreg_features());
+    for _ in 0..5 {
+        v.score(&row, None).unwrap();
+    }
+    let calls = 20;
+    let before = crate::instances::thread_minor_faults();
+    for _ in 0..calls {
+        v.score(&row, None).unwrap();
+    }
+    let per_call = (crate::instances::thread_minor_faults() - before) as f64 / f64::from(calls);
+    assert!(per_call < 20.0, "{per_call:.1} page faults per fresh Python call with 2 MiB kept resident");
 }
 
 #[test]

@@ -11,13 +11,16 @@ use serde_json::{Map, Value};
 /// The runtime every test shares (one engine, as in production), with a
 /// compiled cache private to this test run.
 pub fn runtime() -> &'static Runtime {
-    static RT: OnceLock<(Runtime, tempfile::TempDir)> = OnceLock::new();
-    &RT.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = ComponentCache::new(dir.path().join("cache")).unwrap();
-        (Runtime::new(PoolSize { instances: 64 }, Some(cache)).unwrap(), dir)
-    })
-    .0
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::new(PoolSize { instances: 64, ..Default::default() }, Some(cache())).unwrap())
+}
+
+/// This test run's compiled cache (what [`runtime`] uses), for a test that
+/// needs a runtime of its own without compiling the plugins again.
+pub fn cache() -> ComponentCache {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    ComponentCache::new(dir.path().join("cache")).unwrap()
 }
 
 pub use scorehost_plugin_artifacts::staged;

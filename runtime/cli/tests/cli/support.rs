@@ -18,7 +18,8 @@ pub fn copy_with(name: &str, edit: impl FnOnce(String) -> String) -> tempfile::T
 /// Loads the bundled plugin `name` on a runtime shared by this test binary.
 pub fn load(name: &str) -> PluginVersion {
     static RT: OnceLock<Runtime> = OnceLock::new();
-    let runtime = RT.get_or_init(|| Runtime::new(PoolSize { instances: 16 }, None).unwrap());
+    let runtime =
+        RT.get_or_init(|| Runtime::new(PoolSize { instances: 16, ..Default::default() }, None).unwrap());
     runtime.load(&staged(name)).unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
