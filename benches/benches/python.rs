@@ -4,7 +4,9 @@
 //!
 //! - `python/call/{rust,python}/{warm,fresh-instance}`: one row, on a warm
 //!   instance and on a `fresh_per_call` copy (instantiation and teardown
-//!   from the snapshot included);
+//!   from the snapshot included), and `fresh-keep-2m` the same with 2 MiB
+//!   of each pool slot kept resident (`serve --keep-resident-kib 2048`; the
+//!   default keeps 64 KiB);
 //! - `python/batch-100/{rust,python}`: a batch of 100 rows (the columnar
 //!   frame path; the Python SDK's `score_frame` calls `score` per row);
 //! - `python/load/{rust,python}/{cold,from-cache}`: loading the plugin: compile,
@@ -44,14 +46,19 @@ fn python(c: &mut Criterion) {
     let f = logreg_features();
     let rows = vec![f.clone(); 100];
 
+    let keep = PoolSize { instances: 64, keep_resident: 2 << 20 };
+    let rt_keep = Runtime::new(keep, None).expect("runtime");
+
     let mut g = c.benchmark_group("python/call");
     for (label, name, dir) in &plugins {
         let warm = rt.load(dir).expect("load");
         let fuel = score(&ex, &warm, &f);
         g.bench_function(format!("{label}/warm"), |b| b.iter(|| score(&ex, &warm, &f)));
-        let fresh = copy_with(name, |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
-        let fresh = rt.load(fresh.path()).expect("load fresh");
+        let fresh_dir = copy_with(name, |m| format!("{m}\n[instances]\nfresh_per_call = true\n"));
+        let fresh = rt.load(fresh_dir.path()).expect("load fresh");
         g.bench_function(format!("{label}/fresh-instance"), |b| b.iter(|| score(&ex, &fresh, &f)));
+        let fresh = rt_keep.load(fresh_dir.path()).expect("load fresh");
+        g.bench_function(format!("{label}/fresh-keep-2m"), |b| b.iter(|| score(&ex, &fresh, &f)));
         eprintln!(
             "python: {label}: {fuel} fuel per row; linear memory per instance {:.1} MiB",
             warm.stats().memory_peak() as f64 / f64::from(1 << 20)

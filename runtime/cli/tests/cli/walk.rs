@@ -198,14 +198,7 @@ fn an_extractor_scaffold_builds_and_passes_its_vectors_and_names_are_checked() {
 /// except under CI, where `.ci/run` installs them).
 #[test]
 fn python_scaffolds_build_with_one_command_and_pass_their_vectors_and_tests() {
-    let have = |cmd: &str, args: &[&str]| {
-        std::process::Command::new(cmd).args(args).output().is_ok_and(|o| o.status.success())
-    };
-    if !have("componentize-py", &["--version"]) || !have("python3", &["-m", "pytest", "--version"]) {
-        assert!(std::env::var_os("CI").is_none(), "componentize-py and pytest are required under CI");
-        eprintln!(
-            "skipped: componentize-py or pytest missing (pip install -r guest-sdk/python/requirements.txt)"
-        );
+    if !python_tools() {
         return;
     }
     let root = tempfile::tempdir().unwrap();
@@ -218,13 +211,10 @@ fn python_scaffolds_build_with_one_command_and_pass_their_vectors_and_tests() {
         // The build command, exactly as the scaffold's README gives it.
         let readme = std::fs::read_to_string(root.path().join(&dir).join("README.md")).unwrap();
         let build = readme.lines().find(|l| l.starts_with("componentize-py ")).expect("a build command");
-        let status = std::process::Command::new("sh")
-            .args(["-c", build])
-            .current_dir(root.path().join(&dir))
-            .status()
-            .unwrap();
+        let status =
+            Command::new("sh").args(["-c", build]).current_dir(root.path().join(&dir)).status().unwrap();
         assert!(status.success(), "{build}");
-        let pytest = std::process::Command::new("python3")
+        let pytest = Command::new("python3")
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
             .current_dir(root.path().join(&dir))
             .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -239,6 +229,99 @@ fn python_scaffolds_build_with_one_command_and_pass_their_vectors_and_tests() {
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let want = 1.0 / (1.0 + (-(-4.0f64 + 3.75 + 1.2)).exp());
     assert!((json["score"].as_f64().unwrap() - want).abs() < 1e-9, "{json}");
+}
+
+/// Whether componentize-py and pytest are installed; without them a Python
+/// test is skipped with a message, except under CI (`.ci/run` installs them).
+fn python_tools() -> bool {
+    let have =
+        |cmd: &str, args: &[&str]| Command::new(cmd).args(args).output().is_ok_and(|o| o.status.success());
+    if !have("componentize-py", &["--version"]) || !have("python3", &["-m", "pytest", "--version"]) {
+        assert!(std::env::var_os("CI").is_none(), "componentize-py and pytest are required under CI");
+        eprintln!(
+            "skipped: componentize-py or pytest missing (pip install -r guest-sdk/python/requirements.txt)"
+        );
+        return false;
+    }
+    true
+}
+
+/// A Python scorer built on a third-party pure-Python package: `packaging`
+/// (pytest depends on it, so it is installed wherever pytest is).
+const CLIENT_AGE_APP: &str = r#""""client-age: scores a payment by how old the client app that sent it is.
+
+Shows: a third-party pure-Python package (`packaging`) bundled from a `-p`
+directory and called in the sandbox. Versions compare as versions, not as
+text: 4.10.0 is newer than 4.2.
+"""
+
+from packaging.version import InvalidVersion, Version
+
+import scorehost_guest as sh
+
+OLDEST_SUPPORTED = Version("4.2")
+
+
+class Plugin(sh.Scorer):
+    name, version = "client-age", "0.1.0"
+    description = "Risk from the age of the client app's version."
+    inputs = [sh.Field.text("client_version", required=True, doc="the app's version, e.g. 4.10.1")]
+
+    def score(self, f):
+        raw = f.text("client_version")
+        try:
+            old = Version(raw) < OLDEST_SUPPORTED
+        except InvalidVersion:
+            raise sh.PluginError.invalid_input(f"client_version {raw!r} is not a version") from None
+        return sh.Score(0.9 if old else 0.1).reason("client_version", 1.0 if old else 0.0)
+
+
+Scorer, FrameScorer = sh.export_scorer(Plugin)
+"#;
+
+#[test]
+fn a_pure_python_package_on_a_p_path_is_bundled_and_runs_in_the_sandbox() {
+    // What docs/plugins-python.md ("What packages work") tells a data
+    // scientist to do: install the package into a directory (as `pip install
+    // --target deps packaging` would; here a copy of the installed one, so the
+    // test needs no network) and add `-p deps` to the scaffold's build command.
+    if !python_tools() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let run = |args: &[&str]| run_in(root.path(), &cache, args);
+    let out = run(&["new", "p/client-age", "--kind", "scorer", "--lang", "python"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = root.path().join("p/client-age");
+    let where_ = Command::new("python3")
+        .args(["-c", "import os, packaging; print(os.path.dirname(packaging.__file__))"])
+        .output()
+        .unwrap();
+    assert!(where_.status.success(), "packaging is installed with pytest");
+    let installed = String::from_utf8(where_.stdout).unwrap();
+    scorehost_plugin_artifacts::copy_dir(Path::new(installed.trim()), &dir.join("deps/packaging")).unwrap();
+    std::fs::write(dir.join("app.py"), CLIENT_AGE_APP).unwrap();
+    std::fs::write(
+        dir.join("tests.jsonl"),
+        concat!(
+            r#"{"name": "old", "input": {"client_version": "4.1.9"}, "score": 0.9, "reasons": ["client_version"]}"#,
+            "\n",
+            r#"{"name": "newer as a version, older as text", "input": {"client_version": "4.10.0"}, "score": 0.1}"#,
+            "\n",
+            r#"{"name": "not a version", "input": {"client_version": "four"}, "error": "invalid_input"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let build = readme.lines().find(|l| l.starts_with("componentize-py ")).expect("a build command");
+    let build = build.replace(" -o ", " -p deps -o ");
+    let status = Command::new("sh").args(["-c", &build]).current_dir(&dir).status().unwrap();
+    assert!(status.success(), "{build}");
+    let out = run(&["test", "p/client-age"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("3 vectors, 0 failed"), "{stdout}");
 }
 
 /// `scorehost ARGS` in `root` with compiled cache `cache`; its output.

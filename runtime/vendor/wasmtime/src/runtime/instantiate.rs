@@ -25,6 +25,12 @@ pub struct CompiledModule {
     index: Arc<CompiledFunctionsTable>,
     /// Sorted list, by function index, of names we have for this module.
     func_names: Vec<FunctionName>,
+    /// scorehost patch (see runtime/vendor/README.md): by `DefinedFuncIndex`,
+    /// where each defined function and its array-to-wasm trampoline are, so
+    /// that `func_loc` for them is an index instead of two binary searches
+    /// (initialising a funcref asks for both; a Python component initialises
+    /// thousands per instantiation).
+    defined_locs: Box<[(FunctionLoc, Option<FunctionLoc>)]>,
 }
 
 impl CompiledModule {
@@ -58,7 +64,21 @@ impl CompiledModule {
             meta: info.meta,
             index,
             func_names: info.func_names,
+            defined_locs: Box::default(),
         };
+        // scorehost patch: see `defined_locs`.
+        let m = ret.module_index();
+        ret.defined_locs = ret
+            .module
+            .defined_func_indices()
+            .map(|i| {
+                let wasm = *ret
+                    .index
+                    .func_loc(FuncKey::DefinedWasmFunction(m, i))
+                    .expect("defined function should be present");
+                (wasm, ret.index.func_loc(FuncKey::ArrayToWasmTrampoline(m, i)).copied())
+            })
+            .collect();
         ret.register_profiling(profiler)?;
 
         Ok(ret)
@@ -167,6 +187,19 @@ impl CompiledModule {
 
     /// Gets the function location information for a given function index.
     pub fn func_loc(&self, key: FuncKey) -> &FunctionLoc {
+        // scorehost patch: this module's own functions and trampolines from
+        // `defined_locs`, everything else from the shared table as before.
+        match key {
+            FuncKey::DefinedWasmFunction(m, i) if m == self.module_index() => {
+                return &self.defined_locs[i.as_u32() as usize].0;
+            }
+            FuncKey::ArrayToWasmTrampoline(m, i) if m == self.module_index() => {
+                if let Some(loc) = &self.defined_locs[i.as_u32() as usize].1 {
+                    return loc;
+                }
+            }
+            _ => {}
+        }
         self.index
             .func_loc(key)
             .expect("defined function should be present")
