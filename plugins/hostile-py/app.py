@@ -14,6 +14,9 @@ a Rust one, and the network stays shut. The `mode` input picks the misdeed:
 - `socket`: a TCP socket connected to `addr` (host:port) — creating it is
   denied before any system call, reported as an internal plugin error naming
   it; `resolve`: a name lookup of `addr` — refused the same way;
+- `log-flood`: 1,000 warnings through the SDK's `log` — the host keeps the
+  first 100 of the call (its per-call cap), tagged with plugin and version,
+  and the call answers 0.5;
 - anything else, or absent: 0.5.
 
 Modules must be imported at the top: componentize-py keeps what was imported
@@ -69,6 +72,9 @@ class Hostile(sh.Scorer):
             except OSError as e:
                 raise sh.PluginError.internal(f"resolve {f.text('addr')}: {e}") from None
             return sh.Score(1.0)
+        if mode == "log-flood":
+            for i in range(1000):
+                sh.log.warn(f"line {i}")
         return sh.Score(0.5)
 
 

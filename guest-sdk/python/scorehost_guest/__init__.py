@@ -453,6 +453,12 @@ def export_extractor(cls):
     return None if glue is None else glue.extractor_exports(cls)
 
 
+try:  # imported once, at build time (pre-initialised), not per log line
+    from wit_world.imports import log as _wit_log
+except ImportError:  # natively: no bindings
+    _wit_log = None
+
+
 class _Log:
     """Structured logging into the host's log, tagged with the plugin and
     version (rate-limited by the host). Natively, lines go to `lines`."""
@@ -460,12 +466,10 @@ class _Log:
     lines: list = []
 
     def _write(self, level: int, message: str) -> None:
-        try:
-            from wit_world.imports import log as wit_log
-        except ImportError:
+        if _wit_log is None:
             self.lines.append((level, message))
             return
-        wit_log.log(wit_log.Level(level), message)
+        _wit_log.log(_wit_log.Level(level), message)
 
     def trace(self, message: str) -> None:
         self._write(0, message)

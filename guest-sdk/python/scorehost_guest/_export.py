@@ -149,22 +149,23 @@ def scorer_exports(plugin_cls):
                 view.numbers = frame.numbers[r * n : (r + 1) * n]
                 view.texts = frame.texts[r * t : (r + 1) * t]
                 view.vectors = frame.vectors[r * v : (r + 1) * v]
+                mark = len(reasons)
                 try:
                     s = _score(features)
                     value = float(s.value)
-                    scored = [(code, float(weight)) for code, weight in s.reasons]
+                    for code, weight in s.reasons:
+                        i = names.get(code)
+                        if i is None:
+                            i = inputs + codes.setdefault(code, len(codes))
+                        reasons.append(frames.FrameReason(r, i, float(weight)))
                 except MemoryError:
                     raise
                 except Exception as e:  # noqa: BLE001 - every failure is reported, typed
+                    del reasons[mark:]  # a row that failed has no reasons
                     values.append(math.nan)
                     errors.append(frames.FrameError(r, _wit_error(e)))
                     continue
                 values.append(value)
-                for code, weight in scored:
-                    i = names.get(code)
-                    if i is None:
-                        i = inputs + codes.setdefault(code, len(codes))
-                    reasons.append(frames.FrameReason(r, i, weight))
             return frames.FrameScores(values, reasons, list(codes), errors)
 
     return Scorer, FrameScorer

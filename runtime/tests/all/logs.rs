@@ -115,6 +115,24 @@ fn a_missing_or_unusable_request_id_is_replaced_by_a_new_one() {
 }
 
 #[test]
+fn a_python_plugin_logs_through_the_sdk_within_the_same_caps() {
+    let Some(dir) = crate::python::python_plugin("hostile-py") else { return };
+    let v = crate::support::runtime().load(&dir).unwrap();
+    with_logs(|logs| async move {
+        let out = v.score_async(&crate::support::obj(serde_json::json!({"mode": "log-flood"})), None).await;
+        assert_eq!(out.unwrap().value.score, 0.5);
+        let lines = logs.lines();
+        let from_plugin = plugin_lines(&lines);
+        // 1,000 warnings sent, the per-call cap kept.
+        assert_eq!(from_plugin.len(), scorehost::sandbox::host::MAX_LOG_LINES as usize, "{lines:#?}");
+        let first = from_plugin[0];
+        assert_eq!(first["fields"]["message"], "line 0");
+        assert_eq!(first["level"], "WARN");
+        assert_eq!(first["fields"]["plugin"], "hostile-py");
+    });
+}
+
+#[test]
 fn a_chatty_plugin_is_rate_limited_and_the_drops_are_counted() {
     let app = app(&["slow"], ServerConfig::default());
     with_logs(|logs| async move {

@@ -169,6 +169,14 @@ fn hostile_python_is_stopped_with_the_usual_kinds_and_the_network_stays_shut() {
     assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "nothing connected");
     let e = v.score(&obj(json!({"mode": "resolve", "addr": "localhost"})), None).unwrap_err();
     assert!(e.to_string().contains("resolve localhost: [Errno -4]"), "{e}");
+    // In a batch (the frame path), a failing row is that row's error only.
+    assert!(v.batches_as_frames());
+    let rows = [json!({}), json!({"mode": "recursion"}), json!({})].map(obj);
+    let out = v.score_batch(&rows, None).unwrap().value;
+    assert_eq!(out[0].as_ref().unwrap().score, 0.5);
+    let e = out[1].as_ref().unwrap_err();
+    assert!(e.kind() == ErrorKind::PluginError && e.to_string().contains("RecursionError"), "{e}");
+    assert_eq!(out[2].as_ref().unwrap().score, 0.5);
     // After all of it the plugin answers again, and so does another.
     assert_eq!(v.score(&obj(json!({})), None).unwrap().value.score, 0.5);
     assert!(crate::support::load("logreg").score(&obj(logreg_features()), None).is_ok());
