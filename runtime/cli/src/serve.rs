@@ -84,8 +84,8 @@ pub struct ServeArgs {
     /// KiB of the memory a finished instance dirtied that its pool slot keeps
     /// resident, reset in place, for the next instance; the rest is
     /// decommitted and faults back in. Raise it when plugins touch much memory
-    /// and make new instances often (`fresh_per_call`, bursts): 2048 halves a
-    /// fresh Python instance (docs/performance.md). Costs up to 256 pool slots
+    /// and make new instances often (`fresh_per_call`, bursts): with 2048 a
+    /// fresh Python instance costs 0.55 ms instead of 1.9 (docs/performance.md). Costs up to 256 pool slots
     /// times this in resident memory.
     #[arg(long, default_value_t = (KEEP_RESIDENT >> 10) as u32,
           value_parser = clap::value_parser!(u32).range(0..=(MAX_MEMORY_MIB << 10) as i64))]
