@@ -208,12 +208,7 @@ fn python_scaffolds_build_with_one_command_and_pass_their_vectors_and_tests() {
         let dir = format!("p/py-{kind}");
         let out = run(&["new", &dir, "--kind", kind, "--lang", "python"]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        // The build command, exactly as the scaffold's README gives it.
-        let readme = std::fs::read_to_string(root.path().join(&dir).join("README.md")).unwrap();
-        let build = readme.lines().find(|l| l.starts_with("componentize-py ")).expect("a build command");
-        let status =
-            Command::new("sh").args(["-c", build]).current_dir(root.path().join(&dir)).status().unwrap();
-        assert!(status.success(), "{build}");
+        build_as_the_readme_says(&root.path().join(&dir), "");
         let pytest = Command::new("python3")
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
             .current_dir(root.path().join(&dir))
@@ -314,14 +309,20 @@ fn a_pure_python_package_on_a_p_path_is_bundled_and_runs_in_the_sandbox() {
         ),
     )
     .unwrap();
-    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
-    let build = readme.lines().find(|l| l.starts_with("componentize-py ")).expect("a build command");
-    let build = build.replace(" -o ", " -p deps -o ");
-    let status = Command::new("sh").args(["-c", &build]).current_dir(&dir).status().unwrap();
-    assert!(status.success(), "{build}");
+    build_as_the_readme_says(&dir, "-p deps");
     let out = run(&["test", "p/client-age"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("3 vectors, 0 failed"), "{stdout}");
+}
+
+/// Builds the Python scaffold in `dir` with the componentize-py command its
+/// README gives, exactly, plus `extra` arguments (e.g. another `-p` path).
+fn build_as_the_readme_says(dir: &Path, extra: &str) {
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let build = readme.lines().find(|l| l.starts_with("componentize-py ")).expect("a build command");
+    let build = format!("{build} {extra}");
+    let status = Command::new("sh").args(["-c", &build]).current_dir(dir).status().unwrap();
+    assert!(status.success(), "{build}");
 }
 
 /// `scorehost ARGS` in `root` with compiled cache `cache`; its output.
